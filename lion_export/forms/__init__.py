@@ -1,0 +1,68 @@
+"""`lion_attention`: one LION attention, three exactly-equivalent forms.
+
+The forms differ only in cost: "parallel" is the full masked attention (O(L^2)), "chunked" the chunkwise form
+(O(L c)), "recurrent" the bidirectional RNN (O(dk dv) state). All compute in fp32 (fp64 for fp64 inputs) and
+return the input dtype, so fp16/bf16 models keep their decay prefix sums in fp32.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .chunked import chunked_attention
+from .decay import expand_log_decay
+from .parallel import parallel_attention
+from .recurrent import recurrent_attention
+
+FORMS = ("parallel", "chunked", "recurrent")
+BACKENDS = ("auto", "torch", "triton")
+
+
+def _use_triton(form: str, backend: str, q: torch.Tensor) -> bool:
+    """auto: the fused kernels for CUDA tensors (or any tensor under TRITON_INTERPRET=1 when forced)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if form == "parallel" or backend == "torch":
+        if backend == "triton":
+            raise ValueError("backend='triton' has kernels for the 'chunked' and 'recurrent' forms only")
+        return False
+    if backend == "triton":
+        if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+        return True
+    return q.is_cuda
+
+
+def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor | None = None,
+                   *, form: str = "parallel", chunk_size: int = 64, normalize: bool = True, eps: float = 1e-6,
+                   backend: str = "auto") -> torch.Tensor:
+    """LION attention of feature-mapped q, k (B, H, L, dk) and v (B, H, L, dv) -> (B, H, L, dv).
+
+    log_decay: None (LION-LIT), (H,) (LION-D) or (B, H, L) (LION-S), all <= 0 (log of lambda).
+    normalize: divide by C_i + eps (vision models); False is the MLM convention.
+    """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"expected q, k (B, H, L, dk) and v (B, H, L, dv); got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    batch, heads, length, _ = q.shape
+    a = expand_log_decay(log_decay, batch, heads, length, like=q)
+    if _use_triton(form, backend, q):
+        from ..kernels import lion_chunked, lion_scan
+        if form == "chunked":
+            return lion_chunked(q, k, v, a, normalize=normalize, eps=eps, chunk_size=chunk_size)
+        return lion_scan(q, k, v, a, normalize=normalize, eps=eps)
+    out_dtype = q.dtype
+    qf, kf, vf = (x.to(a.dtype) for x in (q, k, v))
+    if form == "parallel":
+        out = parallel_attention(qf, kf, vf, a, normalize, eps)
+    elif form == "chunked":
+        out = chunked_attention(qf, kf, vf, a, normalize, eps, chunk_size)
+    else:
+        out = recurrent_attention(qf, kf, vf, a, normalize, eps)
+    return out.to(out_dtype)
+
+
+__all__ = ["FORMS", "BACKENDS", "lion_attention"]
