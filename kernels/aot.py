@@ -1,0 +1,156 @@
+"""Ahead-of-time descriptions of the Triton kernels: what a launcher without Python needs to call them.
+
+A TensorRT AOT plugin (and a C++ user) receives PTX and must launch it by itself, so every kernel here is described by
+a `KernelSpec`: its runtime arguments in parameter order, laid out as TensorRT's AOT path calls them (input pointers,
+then int32 scalars, then output pointers; TENSORRT-NOTES.md), its constexpr choices (floats such as eps are baked in,
+because TensorRT passes no float scalars), num_warps, and the grid as a pure function of the problem shape. Every
+stride is derivable from the shapes, so kernels take contiguous tensors and only int32 sizes.
+
+Kernel modules (scan.py, chunked.py) expose `aot_specs(config) -> list[KernelSpec]`; `kernel_specs` collects them.
+This module describes and compiles; it never launches anything.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+#: element types a kernel can be compiled for, in Triton's spelling
+DTYPES = ("fp32", "fp16", "bf16")
+#: the modules that define kernels, in registry order; a module that does not exist (yet) is skipped
+KERNEL_MODULES = ("scan", "chunked")
+_ROLE_ORDER = {"input": 0, "scalar": 1, "output": 2}
+
+
+@dataclass(frozen=True)
+class ProblemShape:
+    """The runtime sizes every launch rule is a function of: q, k (B, H, L, dk), v (B, H, L, dv)."""
+
+    batch: int
+    heads: int
+    length: int
+    dk: int
+    dv: int
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """The compile-time choices: one PTX per (kernel, config, target). dv defaults to dk."""
+
+    dtype: str = "fp16"
+    head_dim: int = 64
+    head_dim_v: int | None = None
+    normalize: bool = True
+    eps: float = 1e-6
+    chunk_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name, dim in (("head_dim", self.head_dim), ("head_dim_v", self.dv)):
+            if not 1 <= dim <= 256:
+                raise ValueError(f"{name} must be in 1..256, got {dim}")
+        if self.chunk_size < 16 or self.chunk_size & (self.chunk_size - 1):
+            raise ValueError(f"chunk_size must be a power of two >= 16, got {self.chunk_size}")
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+
+    @property
+    def dk(self) -> int:
+        return self.head_dim
+
+    @property
+    def dv(self) -> int:
+        return self.head_dim if self.head_dim_v is None else self.head_dim_v
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """A pointer argument: a contiguous tensor of `dtype` elements whose shape follows from the problem shape."""
+
+    name: str
+    role: str                                        # "input" or "output" (scratch buffers are outputs)
+    dtype: str                                       # Triton element type: "fp32", "fp16", "bf16"
+    shape: Callable[[ProblemShape], tuple[int, ...]]
+    shape_formula: str                               # the same rule in words, for manifests: "(B, H, L, dv)"
+
+    def __post_init__(self) -> None:
+        if self.role not in ("input", "output"):
+            raise ValueError(f"tensor argument {self.name!r}: role must be 'input' or 'output', got {self.role!r}")
+
+    @property
+    def triton_type(self) -> str:
+        return f"*{self.dtype}"
+
+
+@dataclass(frozen=True)
+class ScalarArg:
+    """An int32 scalar argument (TensorRT's AOT path passes no other scalar type)."""
+
+    name: str
+    value: Callable[[ProblemShape], int]
+    formula: str                                     # "L"
+    role: str = field(default="scalar", init=False)
+    triton_type: str = field(default="i32", init=False)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel as an AOT launcher sees it. `args` are the runtime arguments in parameter order."""
+
+    name: str                                        # unique: registry key, file stem and manifest key
+    fn: Any                                          # the @triton.jit function
+    args: tuple[TensorArg | ScalarArg, ...]
+    constexprs: dict[str, int | float | bool]
+    num_warps: int
+    grid: Callable[[ProblemShape], tuple[int, int, int]]
+    grid_formula: tuple[str, str, str]               # grid x, y, z in words / expressions
+    num_stages: int = 1
+
+    def __post_init__(self) -> None:
+        roles = [_ROLE_ORDER[arg.role] for arg in self.args]
+        if roles != sorted(roles):
+            raise ValueError(f"kernel {self.name!r}: arguments must be inputs, then int32 scalars, then outputs "
+                             f"(TensorRT's AOT calling convention); got {[a.role for a in self.args]}")
+        if self.num_warps < 1 or self.num_warps & (self.num_warps - 1):
+            raise ValueError(f"kernel {self.name!r}: num_warps must be a power of two, got {self.num_warps}")
+
+    @property
+    def threads_per_block(self) -> int:
+        return 32 * self.num_warps
+
+    @property
+    def signature(self) -> dict[str, str]:
+        """Triton's signature for `ASTSource`: every runtime argument's type, constexprs marked "constexpr"."""
+        sig = {arg.name: arg.triton_type for arg in self.args}
+        sig.update({name: "constexpr" for name in self.constexprs})
+        return sig
+
+    def inputs(self) -> list[TensorArg]:
+        return [a for a in self.args if a.role == "input"]  # type: ignore[misc]
+
+    def scalars(self) -> list[ScalarArg]:
+        return [a for a in self.args if a.role == "scalar"]  # type: ignore[misc]
+
+    def outputs(self) -> list[TensorArg]:
+        return [a for a in self.args if a.role == "output"]  # type: ignore[misc]
+
+
+def kernel_specs(config: KernelConfig) -> list[KernelSpec]:
+    """Every registered kernel's spec for `config`, in registry order (modules of KERNEL_MODULES that exist)."""
+    specs: list[KernelSpec] = []
+    for module_name in KERNEL_MODULES:
+        qualified = f"{__package__}.{module_name}"
+        try:
+            module = importlib.import_module(qualified)
+        except ModuleNotFoundError as err:
+            if err.name != qualified:
+                raise
+            continue
+        describe = getattr(module, "aot_specs", None)     # a kernel module without an AOT description yet
+        if describe is not None:
+            specs.extend(describe(config))
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"kernel names must be unique, got {names}")
+    return specs
