@@ -1,0 +1,35 @@
+"""Parity verification: eager PyTorch vs an exported graph, output by output, against one tolerance table.
+
+Public API (what `lion-export export` and `lion-export verify` call):
+    report = verify_onnx(model, "model.onnx", seq_lens=None, batch=2, dtype=None, atol=None, rtol=None,
+                         inputs=None, progress=True)
+    report.passed; report.to_dict(); report.write_json("report.json")
+    print_report(report)                       # rich table, one row per (case, output)
+    write_report(report, "report.json")        # JSON + error histogram PNG next to it
+Runners (`TorchRunner`, `OnnxRuntimeRunner`) share one interface (`with runner: runner.infer(feed)`) and import
+their backend lazily; the comparator (`compare_outputs`) knows nothing about any backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .compare import OutputComparison, compare_outputs
+from .inputs import InputsError, InputSpec, graph_input_specs, load_inputs
+from .onnxruntime_runner import OnnxRuntimeRunner
+from .parity import default_seq_lens, verify_onnx
+from .plot import histogram_path, plot_error_histogram
+from .report import CaseResult, VerificationReport, print_report
+from .runner import Runner
+from .tolerances import TOLERANCES, Tolerance, tolerance_for
+from .torch_runner import TorchRunner
+
+
+def write_report(report: VerificationReport, path: str | Path) -> tuple[Path, Path]:
+    """Write the JSON report and its error histogram (report.errors.png) next to it; returns both paths."""
+    json_path = report.write_json(path)
+    return json_path, plot_error_histogram(report, histogram_path(json_path))
+
+
+__all__ = ["verify_onnx", "write_report", "print_report", "default_seq_lens", "VerificationReport", "CaseResult",
+           "OutputComparison", "compare_outputs", "Runner", "TorchRunner", "OnnxRuntimeRunner", "InputSpec",
+           "InputsError", "graph_input_specs", "load_inputs", "Tolerance", "TOLERANCES", "tolerance_for"]
