@@ -135,34 +135,36 @@ def summarize(path: str | Path) -> OnnxSummary:
 def print_summary(summary: OnnxSummary, console=None) -> None:
     """Human-readable summary with rich tables."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
-    console.print(f"[bold]{summary.path}[/]  {summary.size_bytes / 2**20:.2f} MiB, {summary.parameters:,} parameters, "
-                  f"IR {summary.ir_version}, producer {summary.producer or 'unknown'}")
+    console.print(f"[bold]{escape(summary.path)}[/]  {summary.size_bytes / 2**20:.2f} MiB, "
+                  f"{summary.parameters:,} parameters, IR {summary.ir_version}, "
+                  f"producer {escape(summary.producer or 'unknown')}")
     console.print("opsets: " + ", ".join(f"{d} {v}" for d, v in summary.opsets.items()))
     if summary.metadata:
         meta = Table("key", "value", title="metadata", title_justify="left")
         for key, value in summary.metadata.items():
-            meta.add_row(key, value if isinstance(value, str) else json.dumps(value))
+            meta.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value)))
         console.print(meta)
     io = Table("", "name", "dtype", "shape", title="inputs / outputs (dynamic axes by name)", title_justify="left")
     for kind, values in (("in", summary.inputs), ("out", summary.outputs)):
         for name, sig in values.items():
-            io.add_row(kind, name, sig["dtype"], "[" + ", ".join(map(str, sig["shape"])) + "]")
+            io.add_row(kind, escape(name), sig["dtype"], escape("[" + ", ".join(map(str, sig["shape"])) + "]"))
     console.print(io)
     ops = Table("op", "graph", "in local functions", title="op histogram", title_justify="left")
     for op in sorted(set(summary.op_histogram) | set(summary.function_op_histogram),
                      key=lambda o: -(summary.op_histogram.get(o, 0) + summary.function_op_histogram.get(o, 0))):
-        ops.add_row(op, str(summary.op_histogram.get(op, 0)), str(summary.function_op_histogram.get(op, 0)))
+        ops.add_row(escape(op), str(summary.op_histogram.get(op, 0)), str(summary.function_op_histogram.get(op, 0)))
     console.print(ops)
     if summary.custom_nodes:
-        console.print("custom nodes: " + ", ".join(f"{op} x{n}" for op, n in summary.custom_nodes.items()))
+        console.print("custom nodes: " + escape(", ".join(f"{op} x{n}" for op, n in summary.custom_nodes.items())))
     else:
         console.print("custom nodes: none (standard ONNX ops only)")
     for fn in summary.local_functions:
-        console.print(f"local function {fn['name']}({', '.join(fn['inputs'])}) -> {', '.join(fn['outputs'])}"
-                      f"  attributes {fn['attributes']}, {fn['nodes']} nodes")
+        signature = f"{fn['name']}({', '.join(fn['inputs'])}) -> {', '.join(fn['outputs'])}"
+        console.print(escape(f"local function {signature}  attributes {fn['attributes']}, {fn['nodes']} nodes"))
 
 
 __all__ = ["OnnxFileError", "OnnxSummary", "STANDARD_DOMAINS", "load_onnx_model", "metadata", "summarize",

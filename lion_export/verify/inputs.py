@@ -21,7 +21,7 @@ class InputsError(ValueError):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One graph input: name, numpy dtype, and shape with an int per static axis and a name (or None) per dynamic one."""
+    """One graph input: name, numpy dtype, shape (an int per static axis, a name or None per dynamic one)."""
 
     name: str
     dtype: np.dtype
@@ -89,7 +89,7 @@ def make_text_feed(ids: InputSpec, mask: InputSpec | None, batch: int, seq_len: 
 
 
 def check_feed(feed: dict[str, np.ndarray], specs: list[InputSpec], source: str) -> dict[str, np.ndarray]:
-    """Validate names, ranks, static axes, shared dynamic axes and dtype kinds; return the feed in the graph's dtypes."""
+    """Check names, ranks, static axes, shared dynamic axes and dtype kinds; return the feed in the graph's dtypes."""
     expected = {s.name for s in specs}
     missing, extra = sorted(expected - feed.keys()), sorted(feed.keys() - expected)
     if missing or extra:

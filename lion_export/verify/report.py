@@ -80,23 +80,26 @@ def _fmt(x: float) -> str:
 def print_report(report: VerificationReport, console=None) -> None:
     """One table row per (case, output): errors, cosine similarity and PASS/FAIL, then the verdict."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     tol = report.tolerance
-    table = Table(title=f"Parity: {Path(report.onnx_path).name} ({report.mode or 'unknown mode'}, {report.dtype}) "
-                        f"vs {report.reference}", title_justify="left")
+    title = f"Parity: {Path(report.onnx_path).name} ({report.mode or 'unknown mode'}, {report.dtype}) " \
+            f"vs {report.reference}"
+    table = Table(title=escape(title), title_justify="left")
     for column in ("case", "output", "shape", "max abs err", "max rel err", "cosine", "result"):
         table.add_column(column, justify="right" if column.startswith(("max", "cos")) else "left")
     for case in report.cases:
         for out in case.outputs:
-            verdict = "[green]PASS[/]" if out.passed else f"[red]FAIL[/] {out.problem or f'{out.mismatched} elem.'}"
-            table.add_row(case.label, out.name, "x".join(map(str, out.shape)), _fmt(out.max_abs_error),
-                          _fmt(out.max_rel_error), "n/a" if math.isnan(out.cosine_similarity)
+            why = out.problem or f"{out.mismatched} elem."
+            verdict = "[green]PASS[/]" if out.passed else f"[red]FAIL[/] {escape(why)}"
+            table.add_row(escape(case.label), escape(out.name), "x".join(map(str, out.shape)),
+                          _fmt(out.max_abs_error), _fmt(out.max_rel_error), "n/a" if math.isnan(out.cosine_similarity)
                           else f"{out.cosine_similarity:.7f}", verdict)
     console.print(table)
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
     console.print(f"parity {verdict} (atol {tol.atol:g}, rtol {tol.rtol:g}; |err| <= atol + rtol*|expected|)")
 
