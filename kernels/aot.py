@@ -96,7 +96,11 @@ class ScalarArg:
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One kernel as an AOT launcher sees it. `args` are the runtime arguments in parameter order."""
+    """One kernel as an AOT launcher sees it.
+
+    `args` then `constexprs` must be the kernel's parameters in order; constexprs match them by name, runtime
+    arguments by position (their names are the documented, launcher-facing ones, e.g. "q" for a `q_ptr` parameter).
+    """
 
     name: str                                        # unique: registry key, file stem and manifest key
     fn: Any                                          # the @triton.jit function
@@ -112,6 +116,10 @@ class KernelSpec:
         if roles != sorted(roles):
             raise ValueError(f"kernel {self.name!r}: arguments must be inputs, then int32 scalars, then outputs "
                              f"(TensorRT's AOT calling convention); got {[a.role for a in self.args]}")
+        params = list(self.fn.arg_names)                 # jit and interpreter functions both expose them
+        if len(params) != len(self.args) + len(self.constexprs) or params[len(self.args):] != list(self.constexprs):
+            raise ValueError(f"kernel {self.name!r}: the kernel's parameters {params} must be {len(self.args)} "
+                             f"runtime arguments followed by the constexprs {list(self.constexprs)}, in order")
         if self.num_warps < 1 or self.num_warps & (self.num_warps - 1):
             raise ValueError(f"kernel {self.name!r}: num_warps must be a power of two, got {self.num_warps}")
 
@@ -121,8 +129,8 @@ class KernelSpec:
 
     @property
     def signature(self) -> dict[str, str]:
-        """Triton's signature for `ASTSource`: every runtime argument's type, constexprs marked "constexpr"."""
-        sig = {arg.name: arg.triton_type for arg in self.args}
+        """Triton's signature for `ASTSource`, keyed by the kernel's parameter names; constexprs marked so."""
+        sig = {param: arg.triton_type for param, arg in zip(self.fn.arg_names, self.args)}
         sig.update({name: "constexpr" for name in self.constexprs})
         return sig
 

@@ -1,0 +1,193 @@
+"""Compile registered kernels with `triton.compile` for a named GPU target, on any machine (no GPU needed).
+
+Under TRITON_INTERPRET=1 (how the tests run on CPUs) `@triton.jit` yields interpreter functions that
+`triton.compile` cannot take, so compilation then runs in a child Python with the variable removed: this module is
+also that child's entry point (`python -m lion_export.kernels.aot_compile`). The child writes each kernel's PTX,
+cubin and metadata to a directory and prints its name when done, so the caller can show progress.
+
+The result records what an AOT launcher must match: the PTX entry name and its parameter list, checked against the
+spec's calling convention. Recent Triton appends hidden parameters (global and profile scratch pointers) after the
+declared ones; they are reported as `hidden_params`, never silently dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import triton
+from triton.compiler import ASTSource
+from triton.runtime.jit import JITFunction
+
+from .aot import KernelConfig, KernelSpec, ProblemShape, kernel_specs
+from .targets import WARP_SIZE, Target, target as lookup_target
+
+#: pointers of every tensor argument are promised 16-byte aligned (TensorRT and torch allocate at >= 256 bytes),
+#: which lets Triton vectorise loads; a launcher must honour it
+POINTER_ALIGNMENT = 16
+_ENTRY = re.compile(r"\.entry\s+(\w+)\s*\(([^)]*)\)", re.S)
+_PARAM = re.compile(r"\.param\s+([^;,]*?)\s+(\w+)\s*(?:,|$)")
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel did not compile, or its PTX does not match the calling convention its spec documents."""
+
+
+@dataclass(frozen=True)
+class PtxParam:
+    name: str            # "lion_scan_fwd_param_0"
+    type: str            # ".u64" or ".u32" (the PTX state-space type)
+    pointer: bool        # declared `.ptr` (a global pointer)
+
+
+@dataclass(frozen=True)
+class LaunchParams:
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_mem: int
+
+
+@dataclass(frozen=True)
+class CompiledKernel:
+    spec: KernelSpec
+    target: Target
+    entry: str                       # the PTX `.entry` name a launcher looks up
+    ptx: str
+    cubin: bytes
+    ptx_params: tuple[PtxParam, ...]
+    shared_mem: int                  # bytes of shared memory per block, independent of the problem shape
+    global_scratch_size: int         # bytes per program Triton wants behind the hidden global-scratch pointer
+    profile_scratch_size: int
+    triton_version: str
+
+    @property
+    def hidden_params(self) -> tuple[PtxParam, ...]:
+        """The parameters Triton added after the spec's arguments; a launcher passes them (null when unused)."""
+        return self.ptx_params[len(self.spec.args):]
+
+    def launch(self, shape: ProblemShape) -> LaunchParams:
+        """Grid, block and shared memory for one problem shape: a pure function of the shapes."""
+        return LaunchParams(grid=self.spec.grid(shape), block=(WARP_SIZE * self.spec.num_warps, 1, 1),
+                            shared_mem=self.shared_mem)
+
+
+def parse_ptx_params(ptx: str, entry: str) -> tuple[PtxParam, ...]:
+    """The parameter list of `.entry entry(...)` in a PTX module."""
+    for name, params in _ENTRY.findall(ptx):
+        if name == entry:
+            return tuple(PtxParam(name=pname, type=decl.split()[0], pointer=".ptr" in decl.split())
+                         for decl, pname in _PARAM.findall(params))
+    raise KernelCompileError(f"PTX has no .entry {entry!r}")
+
+
+def _check_convention(spec: KernelSpec, params: tuple[PtxParam, ...]) -> None:
+    """The first PTX parameters must be the spec's arguments: pointers for tensors, 32-bit for int32 scalars."""
+    if len(params) < len(spec.args):
+        raise KernelCompileError(f"{spec.name}: PTX declares {len(params)} parameters, the spec documents "
+                                 f"{len(spec.args)} ({', '.join(a.name for a in spec.args)})")
+    for arg, param in zip(spec.args, params):
+        expected = (".u32", False) if arg.role == "scalar" else (".u64", True)
+        if (param.type, param.pointer) != expected:
+            raise KernelCompileError(f"{spec.name}: argument {arg.name!r} compiled to PTX {param.type}"
+                                     f"{' .ptr' if param.pointer else ''}, expected {expected[0]}")
+
+
+def _triton_attrs(spec: KernelSpec) -> dict[tuple[int], list[list]]:
+    return {(index,): [["tt.divisibility", POINTER_ALIGNMENT]]
+            for index, arg in enumerate(spec.args) if arg.role != "scalar"}
+
+
+def _compile_raw(spec: KernelSpec, gpu: Target) -> dict:
+    """Compile in this process (spec.fn must be a real JITFunction): the products as plain data."""
+    source = ASTSource(spec.fn, spec.signature, constexprs=spec.constexprs, attrs=_triton_attrs(spec))
+    try:
+        compiled = triton.compile(source, target=gpu.gpu_target(),
+                                  options={"num_warps": spec.num_warps, "num_stages": spec.num_stages,
+                                           "enable_fp_fusion": True})
+    except Exception as err:  # Triton raises many types; the message is what the user needs
+        raise KernelCompileError(f"{spec.name} failed to compile for {gpu.name}: {err}") from err
+    meta = compiled.metadata
+    return {"entry": meta.name, "ptx": compiled.asm["ptx"], "cubin": compiled.asm["cubin"],
+            "shared_mem": meta.shared, "global_scratch_size": meta.global_scratch_size,
+            "profile_scratch_size": meta.profile_scratch_size, "triton_version": meta.triton_version}
+
+
+def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig,
+                      progress: Callable[[str], None]) -> dict[str, dict]:
+    """Run this module in a Python without TRITON_INTERPRET; read back the files it writes."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    with tempfile.TemporaryDirectory(prefix="lion-aot-") as tmp:
+        cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--config",
+               json.dumps(dataclasses.asdict(config)), "--out", tmp]
+        # stdout carries one JSON line per event: {"done": name} or {"error": message}; stderr is only logged
+        with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
+            assert child.stdout is not None
+            error = None
+            for line in child.stdout:
+                event = json.loads(line)
+                if "done" in event:
+                    progress(event["done"])
+                else:
+                    error = event["error"]
+        if error is not None or child.returncode != 0:
+            raise KernelCompileError(error or f"the compiler process exited with status {child.returncode}")
+        out = Path(tmp)
+        raw = {}
+        for spec in specs:
+            meta = json.loads((out / f"{spec.name}.json").read_text())
+            meta["ptx"] = (out / f"{spec.name}.ptx").read_text()
+            meta["cubin"] = (out / f"{spec.name}.cubin").read_bytes()
+            raw[spec.name] = meta
+        return raw
+
+
+def compile_kernels(target: str, config: KernelConfig,
+                    progress: Callable[[str], None] = lambda name: None) -> list[CompiledKernel]:
+    """Every registered kernel for `config`, compiled for `target` ("sm_87"); `progress(name)` after each one."""
+    gpu = lookup_target(target)
+    specs = kernel_specs(config)
+    if specs and not all(isinstance(spec.fn, JITFunction) for spec in specs):
+        raw = _compile_in_child(specs, gpu, config, progress)
+    else:
+        raw = {}
+        for spec in specs:
+            raw[spec.name] = _compile_raw(spec, gpu)
+            progress(spec.name)
+    kernels = []
+    for spec in specs:
+        products = raw[spec.name]
+        params = parse_ptx_params(products["ptx"], products["entry"])
+        _check_convention(spec, params)
+        kernels.append(CompiledKernel(spec=spec, target=gpu, ptx_params=params, **products))
+    return kernels
+
+
+def _child_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="compile the LION kernels (internal: used by compile_kernels)")
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--config", required=True, help="KernelConfig fields as JSON")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        gpu = lookup_target(args.target)
+        for spec in kernel_specs(KernelConfig(**json.loads(args.config))):
+            products = _compile_raw(spec, gpu)
+            (args.out / f"{spec.name}.ptx").write_text(products.pop("ptx"))
+            (args.out / f"{spec.name}.cubin").write_bytes(products.pop("cubin"))
+            (args.out / f"{spec.name}.json").write_text(json.dumps(products))
+            print(json.dumps({"done": spec.name}), flush=True)
+    except (KernelCompileError, ValueError) as err:
+        print(json.dumps({"error": str(err)}), flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])
