@@ -42,7 +42,7 @@ class OnnxRuntimeRunner(Runner):
         }[self.optimization]
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
-        options.log_severity_level = 3   # errors only: ORT's warnings about unused initialisers are noise here
+        options.log_severity_level = 4   # fatal only: a failed run is reported by verify itself, not by ORT logs
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=list(self.providers))
 
     def deactivate(self) -> None:

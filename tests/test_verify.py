@@ -1,0 +1,201 @@
+"""Parity verification: the comparator against numpy's own arithmetic, the tolerance table, inputs.npz checks,
+and verify_onnx end to end on tiny exported models (passing exports pass; a wrong or shape-frozen export fails)."""
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from lion_export.models import create_model, set_form
+from lion_export.verify import (InputsError, TOLERANCES, compare_outputs, default_seq_lens, graph_input_specs,
+                                load_inputs, tolerance_for, verify_onnx, write_report)
+from lion_export.verify.compare import compare_output
+from lion_export.verify.inputs import image_size_for_tokens, padded_attention_mask, tokens_for_image
+
+
+# --- comparator -------------------------------------------------------------------------------------------------
+
+def test_comparator_statistics_match_direct_arithmetic():
+    rng = np.random.default_rng(1)
+    expected = rng.standard_normal((3, 5, 7))
+    actual = (expected + rng.standard_normal(expected.shape) * 1e-6).astype(np.float32)
+    out = compare_output("y", expected, actual, tolerance_for("fp32"))
+    diff = np.abs(actual.astype(np.float64) - expected)
+    assert out.max_abs_error == pytest.approx(diff.max(), rel=1e-12)
+    assert out.max_rel_error == pytest.approx((diff / np.abs(expected)).max(), rel=1e-12)
+    cos = float(np.sum(expected * actual) / np.linalg.norm(expected) / np.linalg.norm(actual.astype(np.float64)))
+    assert out.cosine_similarity == pytest.approx(cos, abs=1e-15)
+    assert out.compared == expected.size
+    assert out.passed == bool(np.all(diff <= 1e-5 + 1e-4 * np.abs(expected)))
+
+
+def test_comparator_bound_is_atol_plus_rtol_times_expected():
+    tol = tolerance_for("fp32", atol=1e-3, rtol=1e-2)
+    expected = np.array([0.0, 10.0])
+    bound = np.array([1e-3, 1e-3 + 1e-2 * 10.0])
+    assert compare_output("y", expected, expected + bound * 0.99, tol).passed
+    failing = compare_output("y", expected, expected + bound * np.array([0.99, 1.01]), tol)
+    assert not failing.passed and failing.mismatched == 1
+
+
+def test_comparator_fails_nan_shape_mismatch_and_missing_outputs():
+    tol = tolerance_for("fp32")
+    expected = {"a": np.ones((2, 3)), "b": np.ones(4), "c": np.ones(2)}
+    actual = {"a": np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]]), "b": np.ones(5)}
+    a, b, c = compare_outputs(expected, actual, tol)
+    assert not a.passed and a.max_abs_error == np.inf and a.mismatched == 1
+    assert not b.passed and "shape" in b.problem
+    assert not c.passed and "missing" in c.problem
+
+
+def test_comparator_ignores_positions_outside_the_valid_mask():
+    expected = np.zeros((2, 4, 3))
+    actual = expected.copy()
+    actual[1, 3] = 5.0                                  # a padded position: garbage allowed
+    valid = np.ones((2, 4), bool)
+    valid[1, 3] = False
+    assert compare_output("y", expected, actual, tolerance_for("fp32"), valid).passed
+    assert not compare_output("y", expected, actual, tolerance_for("fp32")).passed
+
+
+def test_tolerance_table_defaults_and_overrides():
+    assert (TOLERANCES["fp32"].rtol, TOLERANCES["fp32"].atol) == (1e-4, 1e-5)
+    assert tolerance_for("fp16").atol > tolerance_for("fp32").atol
+    assert tolerance_for("fp32", atol=0.5) == type(TOLERANCES["fp32"])(atol=0.5, rtol=1e-4)
+    with pytest.raises(ValueError, match="bf8"):
+        tolerance_for("bf8")
+    with pytest.raises(ValueError, match="atol"):
+        tolerance_for("fp32", atol=-1.0)
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tokens", [2, 17, 129, 197, 1024, 1031])
+def test_image_size_gives_the_requested_token_count(tokens):
+    height, width = image_size_for_tokens(tokens, 16)
+    assert height % 16 == 0 and width % 16 == 0 and height <= width
+    assert tokens_for_image(height, width, 16) == tokens
+
+
+def test_padded_mask_has_one_full_row_and_shorter_nonempty_rows():
+    mask = padded_attention_mask(3, 10)
+    lengths = mask.sum(1)
+    assert lengths[0] == 10 and len(set(lengths)) == 3 and lengths.min() >= 1
+    assert all((row[:n] == 1).all() and (row[n:] == 0).all() for row, n in zip(mask, lengths))
+
+
+def test_default_lengths_include_trace_another_and_a_non_multiple_of_the_chunk():
+    lengths = default_seq_lens(197, 64)
+    assert lengths[0] == 197 and len(lengths) == 3 and len(set(lengths)) == 3
+    assert any(n % 64 and n > 64 for n in lengths)
+    assert max(default_seq_lens(500, 256, max_len=512)) <= 512
+
+
+# --- end to end on tiny exports ---------------------------------------------------------------------------------
+
+def _text_model(mask: str = "selective") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("encoder-tiny", mask=mask, vocab_size=64, dim=32, depth=1, num_heads=2, max_len=160).eval()
+
+
+def _vision_model(**overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("vit-tiny", mask="selective", dim=32, depth=1, num_heads=2, img_size=32, num_classes=5,
+                        **overrides).eval()
+
+
+def _export(model: torch.nn.Module, path, example: tuple, names: list[str], dynamic: dict) -> None:
+    """A parallel-form export with torch.onnx.export: a stand-in graph, so these tests check verification only."""
+    model = set_form(copy.deepcopy(model), "parallel")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, example, str(path), input_names=names, output_names=["out"],
+                          dynamic_axes=dynamic, dynamo=False, opset_version=18)
+
+
+@pytest.fixture(scope="module")
+def text_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "text.onnx"
+    ids = torch.randint(0, 64, (2, 40))
+    names = ["input_ids", "attention_mask"]
+    _export(_text_model(), path, (ids, torch.ones_like(ids)), names, {n: {0: "batch", 1: "seq"} for n in names})
+    return path
+
+
+def test_text_export_passes_at_three_lengths_with_padded_rows(text_onnx, tmp_path):
+    report = verify_onnx(_text_model(), text_onnx, progress=False)
+    assert report.passed and report.varied == "seq_len" and len(report.cases) == 3
+    assert report.reference.endswith("float64")
+    for case in report.cases:
+        mask = np.array(case.input_shapes["attention_mask"])
+        assert mask.tolist() == [2, case.seq_len]
+        (out,) = case.outputs
+        # padded positions are excluded: fewer elements compared than the output holds
+        assert out.compared < np.prod(out.shape) and out.max_abs_error < 1e-5 and out.cosine_similarity > 0.999999
+    json_path, png_path = write_report(report, tmp_path / "r" / "report.json")
+    data = json.loads(json_path.read_text())
+    assert data["passed"] is True and data["tolerance"] == {"atol": 1e-5, "rtol": 1e-4}
+    assert png_path.name == "report.errors.png" and png_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_wrong_export_fails(text_onnx):
+    other = _text_model()
+    decay_bias = next(p for name, p in other.named_parameters() if "a_i" in name and name.endswith("bias"))
+    with torch.no_grad():
+        decay_bias.add_(0.5)                          # a different decay: the graph no longer matches this model
+    report = verify_onnx(other, text_onnx, progress=False, seq_lens=[33])
+    assert not report.passed
+    assert report.cases[0].outputs[0].mismatched > 0 and report.cases[0].outputs[0].max_abs_error > 1e-5
+
+
+def test_user_inputs_npz_are_used_and_checked(text_onnx, tmp_path):
+    specs = graph_input_specs(__import__("onnx").load(str(text_onnx)))
+    ids = np.random.default_rng(0).integers(0, 64, (3, 21))
+    good = tmp_path / "good.npz"
+    np.savez(good, input_ids=ids, attention_mask=np.ones_like(ids))
+    report = verify_onnx(_text_model(), text_onnx, inputs=good, progress=False)
+    assert report.passed and report.varied == "inputs" and report.cases[0].input_shapes["input_ids"] == [3, 21]
+
+    np.savez(tmp_path / "names.npz", ids=ids, attention_mask=np.ones_like(ids))
+    with pytest.raises(InputsError, match="missing \\['input_ids'\\]"):
+        load_inputs(tmp_path / "names.npz", specs)
+    np.savez(tmp_path / "rank.npz", input_ids=ids[None], attention_mask=np.ones_like(ids))
+    with pytest.raises(InputsError, match="rank 2"):
+        load_inputs(tmp_path / "rank.npz", specs)
+    np.savez(tmp_path / "axes.npz", input_ids=ids, attention_mask=np.ones((3, 22), np.int64))
+    with pytest.raises(InputsError, match="axis 'seq'"):
+        load_inputs(tmp_path / "axes.npz", specs)
+    np.savez(tmp_path / "dtype.npz", input_ids=ids.astype(np.float32), attention_mask=np.ones_like(ids))
+    with pytest.raises(InputsError, match="float32"):
+        load_inputs(tmp_path / "dtype.npz", specs)
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(InputsError, match="not a readable .npz"):
+        load_inputs(tmp_path / "junk.npz", specs)
+
+
+def test_a_graph_that_froze_a_shape_fails_its_case_instead_of_crashing(tmp_path):
+    model = _text_model("lit")                       # the legacy tracer bakes the trace length into LIT's graph
+    path = tmp_path / "frozen.onnx"
+    ids = torch.randint(0, 64, (2, 40))
+    names = ["input_ids", "attention_mask"]
+    _export(model, path, (ids, torch.ones_like(ids)), names, {n: {0: "batch", 1: "seq"} for n in names})
+    report = verify_onnx(model, path, seq_lens=[40, 33], progress=False)
+    by_len = {c.seq_len: c for c in report.cases}
+    assert by_len[40].passed and not by_len[33].passed and not report.passed
+    assert "onnxruntime failed" in by_len[33].outputs[0].problem
+
+
+def test_vision_model_with_position_embedding_varies_the_batch(tmp_path):
+    model = _vision_model(pos_embed=True)
+    path = tmp_path / "vit.onnx"
+    _export(model, path, (torch.randn(2, 3, 32, 32),), ["images"], {"images": {0: "batch"}})
+    report = verify_onnx(model, path, progress=False)
+    assert report.passed and report.varied == "batch"
+    assert [c.batch for c in report.cases] == [1, 2, 3] and {c.seq_len for c in report.cases} == {5}
+    assert any("position embedding" in n for n in report.notes)
+    with pytest.raises(ValueError, match="fixed at 5 tokens"):
+        verify_onnx(model, path, seq_lens=[17], progress=False)
