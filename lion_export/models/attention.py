@@ -1,0 +1,162 @@
+"""`LionAttention`, the LION token mixer as an nn.Module, in both public parameter conventions.
+
+The public LION code has two mixers that differ in everything but the mask (LION-REFERENCE.md):
+- "vision": one fused `qkv` Linear, phi = elu+1 (LIT) or shifted SiLU + L2 norm (D, S), q scaled by
+  head_dim^-0.5, rows normalised (C_i + 1e-6), decay parameter `a_i`, output Linear `proj`;
+  LION-S forces the class token's own decay to 1 (its log decay to 0).
+- "mlm": separate `query` / `key` / `value` Linears, phi = identity, q scaled by 1/sqrt(head_dim), no row
+  normalisation, decay parameter `ai` (LION-D) or Linear `Wa_i` (LION-S), optional `layer_norm` on the output,
+  no output Linear (the surrounding block owns it).
+Parameter names are the public ones so their state_dicts load with strict=True. The maths itself is
+`lion_export.lion_attention`; this module only builds q, k, v and the log decays, and owns the current form.
+
+Unlike the public vision code, the LION-S decay is never detached: gradients reach `a_i` / `Wa_i`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..forms import FORMS, lion_attention
+from ..variants import get_variant
+
+CONVENTIONS = ("vision", "mlm")
+
+
+def _check_form(form: str, chunk_size: int) -> None:
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+
+
+def _elu_plus_one(x: torch.Tensor) -> torch.Tensor:
+    return F.elu(x) + 1.0
+
+
+def _shifted_silu(x: torch.Tensor) -> torch.Tensor:
+    # silu(x) + 0.5 >= 0.5 - 0.2785 > 0, so the L2 norm is never zero and needs no eps
+    y = F.silu(x) + 0.5
+    return y / y.norm(dim=-1, keepdim=True)
+
+
+_VISION_FEATURE_MAPS = {"elu_plus_one": _elu_plus_one, "shifted_silu": _shifted_silu}
+
+
+class LionAttention(nn.Module):
+    """Multi-head LION attention on (B, L, dim) tokens, computed in the current `form`.
+
+    mask: a variant key of lion_export.variants ("lit", "decay", "selective").
+    convention: "vision" or "mlm" (see the module docstring); layer_norm_after applies to "mlm" only.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mask: str = "lit", *, convention: str = "vision",
+                 form: str = "parallel", chunk_size: int = 64, layer_norm_after: bool = False) -> None:
+        super().__init__()
+        if dim <= 0 or num_heads <= 0 or dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+        if layer_norm_after and convention != "mlm":
+            raise ValueError("layer_norm_after belongs to the 'mlm' convention only")
+        _check_form(form, chunk_size)
+        self.variant = get_variant(mask)
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.convention = convention
+        self.form, self.chunk_size = form, chunk_size
+        self.scale = self.head_dim ** -0.5 if convention == "vision" else 1.0 / math.sqrt(self.head_dim)
+        decay = self.variant.decay
+
+        if convention == "vision":
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.proj = nn.Linear(dim, dim)
+            self.feature_map = _VISION_FEATURE_MAPS[self.variant.vision_feature_map]
+            if decay == "per_head":
+                self.a_i = nn.Parameter(torch.randn(num_heads))
+            elif decay == "per_token":
+                self.a_i = nn.Linear(dim, num_heads)
+        else:
+            self.query = nn.Linear(dim, dim)
+            self.key = nn.Linear(dim, dim)
+            self.value = nn.Linear(dim, dim)
+            self.layer_norm = nn.LayerNorm(dim) if layer_norm_after else None
+            if decay == "per_head":
+                self.ai = nn.Parameter(torch.randn(num_heads))
+            elif decay == "per_token":
+                self.Wa_i = nn.Linear(dim, num_heads)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_heads={self.num_heads}, mask={self.variant.key!r}, "
+                f"convention={self.convention!r}, form={self.form!r}, chunk_size={self.chunk_size}")
+
+    def log_decay(self, x: torch.Tensor) -> torch.Tensor | None:
+        """log lambda: None (LIT), (H,) (D) or (B, H, L) (S), in fp32, from the mixer input x (B, L, dim).
+
+        log(sigmoid(a)) and log(1 - sigmoid(z)) = logsigmoid(-z) are formed with logsigmoid, which stays finite
+        and exact where lambda is tiny or close to 1 (the public MLM code's log(1 - sigmoid(z) + 1e-7) agrees
+        with it to ~1e-7 relative except where lambda < ~1e-6).
+        """
+        decay = self.variant.decay
+        if decay == "none":
+            return None
+        if self.convention == "vision":
+            param = self.a_i
+        else:
+            param = self.ai if decay == "per_head" else self.Wa_i
+        if decay == "per_head":
+            return F.logsigmoid(param.float())
+        log_decay = F.logsigmoid(-param(x).float()).transpose(1, 2)           # (B, H, L)
+        if self.convention == "vision":
+            # the class token's own decay is never used in the public vision code: lambda_0 := 1
+            log_decay = torch.cat([torch.zeros_like(log_decay[..., :1]), log_decay[..., 1:]], dim=-1)
+        return log_decay
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, L, dim) -> (B, H, L, head_dim)."""
+        return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, dim) -> (B, L, dim). attention_mask (B, L): 1 = token, 0 = padding; padded tokens are
+        removed as keys (their k and v are zeroed), which is exact in every form."""
+        if self.convention == "vision":
+            # (B, L, 3*dim) -> (3, B, H, L, head_dim), the public layout of the fused qkv weight
+            q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+            q, k = self.feature_map(q), self.feature_map(k)
+        else:
+            q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        q = q * self.scale
+        if attention_mask is not None:
+            keep = attention_mask.to(k.dtype)[:, None, :, None]
+            k, v = k * keep, v * keep
+        out = lion_attention(q, k, v, self.log_decay(x), form=self.form, chunk_size=self.chunk_size,
+                             normalize=self.convention == "vision", eps=1e-6)
+        out = out.transpose(1, 2).flatten(2)
+        if self.convention == "vision":
+            return self.proj(out)
+        if self.layer_norm is not None:
+            out = self.layer_norm(out)
+        return out
+
+
+def set_form(module: nn.Module, form: str, chunk_size: int | None = None) -> nn.Module:
+    """Switch every LionAttention inside `module` to `form` (and `chunk_size`, if given); returns `module`.
+
+    The forms are exactly equivalent, so this changes cost, not results. A model's config (if it has one) is
+    updated too, so a checkpoint saved afterwards records the form it was used in.
+    """
+    _check_form(form, 1 if chunk_size is None else chunk_size)
+    for sub in module.modules():
+        if isinstance(sub, LionAttention):
+            sub.form = form
+            if chunk_size is not None:
+                sub.chunk_size = chunk_size
+        config = getattr(sub, "config", None)
+        if hasattr(config, "with_form"):
+            sub.config = config.with_form(form, chunk_size)
+    return module
+
+
+__all__ = ["CONVENTIONS", "LionAttention", "set_form"]
