@@ -321,3 +321,23 @@ def test_set_form_switches_every_layer_and_validates():
         set_form(model, "chunked", chunk_size=0)
     assert all(m.form == "recurrent" for m in layers)
     assert get_variant("lion-d").key == "decay"
+
+
+def test_models_export_with_dynamic_batch_and_sequence():
+    """torch.export (what torch.onnx.export(dynamo=True) runs) traces the models with symbolic batch and length:
+    no branches on tensor values, no .item(), and the max_len check does not pin the sequence length."""
+    from torch.export import Dim, export
+
+    torch.manual_seed(0)
+    text = create_model("encoder-tiny", mask="selective", depth=1, dim=16, vocab_size=30, max_len=64).eval()
+    batch, seq = Dim("batch"), Dim("seq")
+    ids, keep = torch.randint(0, 30, (2, 9)), torch.ones(2, 9, dtype=torch.long)
+    program = export(text, (ids, keep), dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
+    ids, keep = torch.randint(0, 30, (3, 14)), torch.ones(3, 14, dtype=torch.long)
+    keep[0, 9:] = 0
+    torch.testing.assert_close(program.module()(ids, keep), text(ids, keep))
+
+    vision = create_model("vit-tiny", mask="decay", depth=1, dim=16, num_heads=2, img_size=16, num_classes=3).eval()
+    program = export(vision, (torch.randn(2, 3, 16, 16),), dynamic_shapes=({0: Dim("batch")},))
+    images = torch.randn(5, 3, 16, 16)
+    torch.testing.assert_close(program.module()(images), vision(images))

@@ -101,7 +101,8 @@ class LionTextEncoder(nn.Module):
             raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(f"attention_mask must be (B, L) like input_ids, got shape {tuple(attention_mask.shape)}")
-        if input_ids.shape[1] > self.config.max_len:
+        # eager only: under torch.export this comparison would pin the symbolic sequence length to <= max_len
+        if not torch.compiler.is_exporting() and input_ids.shape[1] > self.config.max_len:
             raise ValueError(f"sequence of {input_ids.shape[1]} tokens is longer than max_len={self.config.max_len}")
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.embed_norm(self.token_embed(input_ids) + self.pos_embed(positions))
