@@ -33,9 +33,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            expected = _TYPES[str(field.type)]
-            if not isinstance(value, expected) or (field.type != "bool" and isinstance(value, bool)):
-                raise ValueError(f"config field {field.name!r} must be of type {field.type}, got {value!r}")
+            type_name = getattr(field.type, "__name__", field.type)             # "int" with or without PEP 563
+            expected = _TYPES[type_name]
+            if not isinstance(value, expected) or (type_name != "bool" and isinstance(value, bool)):
+                raise ValueError(f"config field {field.name!r} must be of type {type_name}, got {value!r}")
         object.__setattr__(self, "mask", get_variant(self.mask).key)
         if self.form not in FORMS:
             raise ValueError(f"config field 'form' must be one of {FORMS}, got {self.form!r}")
