@@ -7,6 +7,8 @@ return the input dtype, so fp16/bf16 models keep their decay prefix sums in fp32
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -17,6 +19,30 @@ from .recurrent import recurrent_attention
 
 FORMS = ("parallel", "chunked", "recurrent")
 BACKENDS = ("auto", "torch", "triton")
+
+FormOverride = Callable[..., torch.Tensor]
+_form_overrides: dict[str, FormOverride] = {}
+
+
+@contextmanager
+def override_form(form: str, impl: FormOverride) -> Iterator[None]:
+    """Within the block, `lion_attention(form=form)` returns impl(q, k, v, a, normalize=..., eps=...).
+
+    The one hook through which a graph exporter swaps a form for its own op (lion_export.export routes
+    "recurrent" to the `lion.SelectiveScan` node while tracing), so that models and forms never import onnx.
+    impl receives q, k, v in their own dtype and the log decays a already expanded to (B, H, L) in fp32.
+    """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    previous = _form_overrides.get(form)
+    _form_overrides[form] = impl
+    try:
+        yield
+    finally:
+        if previous is None:
+            del _form_overrides[form]
+        else:
+            _form_overrides[form] = previous
 
 
 def _use_triton(form: str, backend: str, q: torch.Tensor) -> bool:
@@ -49,6 +75,9 @@ def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay:
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     batch, heads, length, _ = q.shape
     a = expand_log_decay(log_decay, batch, heads, length, like=q)
+    override = _form_overrides.get(form)
+    if override is not None:
+        return override(q, k, v, a, normalize=normalize, eps=eps)
     if _use_triton(form, backend, q):
         from ..kernels import lion_chunked, lion_scan
         if form == "chunked":
@@ -65,4 +94,4 @@ def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay:
     return out.to(out_dtype)
 
 
-__all__ = ["FORMS", "BACKENDS", "lion_attention"]
+__all__ = ["FORMS", "BACKENDS", "lion_attention", "override_form"]

@@ -1,0 +1,215 @@
+"""export_onnx: a LION model -> one checked .onnx file in the parallel, chunked or recurrent form.
+
+Pipeline: copy the model (the caller's is never modified), cast it to the export dtype and switch its mixers
+to the form -> trace with torch.onnx.export (dynamo) on example inputs, with dynamic batch / sequence axes ->
+post-process (the `lion.SelectiveScan` function for the recurrent form, readable output axis names, metadata)
+-> onnx.checker with full_check (strict shape inference) on a temp file in the target directory -> rename.
+
+Forms in the graph: "chunked" and "parallel" are the torch forms traced as they are: standard ops only, the
+chunk count derived from the dynamic L (lion_export/forms/chunked.py is loop-free for that). "recurrent" routes
+every mixer to one `lion.SelectiveScan` node backed by a model-local function (selective_scan.py).
+In fp16 the whole model is fp16 except inside the LION mixers, which compute in fp32 (explicit Casts), so the
+decay prefix sums and their exponentials never run in fp16.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import onnx
+import onnx.version_converter
+import torch
+from torch import nn
+
+from ..forms import FORMS
+from .metadata import export_metadata, set_metadata
+from .opsets import MIN_OPSET, resolve_opset
+from .selective_scan import (DOMAIN, OP_TYPE, attach_selective_scan_function, route_recurrent_to_selective_scan)
+from .signature import GraphSignature, graph_signature
+
+MODES = FORMS
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# protobuf cannot serialise a message of 2 GiB or more; beyond this the weights go to one external data file
+PROTOBUF_LIMIT_BYTES = 2**31 - 64 * 2**20
+
+# torch.onnx's op library is written at this opset; the graph is traced there and then converted
+TRACE_OPSET = MIN_OPSET
+
+Progress = Callable[[str], None]
+
+
+class ExportError(ValueError):
+    """An export that cannot be done as asked; the message is one line and says what to change."""
+
+
+def _check_request(mode: str, chunk_size: int, dtype: str) -> None:
+    if mode not in MODES:
+        raise ExportError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ExportError(f"chunk size must be a positive integer, got {chunk_size!r}")
+    if dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+
+
+def _check_target(path: Path) -> None:
+    """Fail before the (long) trace if the file could not be written anyway."""
+    if path.is_dir():
+        raise ExportError(f"output path {path} is a directory; give a file name such as {path / 'model.onnx'}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ExportError(f"output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"output directory {parent} is not writable")
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch.onnx logs and warns about things that concern its own internals (missing torchvision ops,
+    deprecations, the version converter's fallback); a user of the command cannot act on any of them."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _prepare(model: nn.Module, mode: str, chunk_size: int, dtype: str) -> nn.Module:
+    from ..models import set_form
+
+    work = copy.deepcopy(model).eval().to(DTYPES[dtype])
+    return set_form(work, mode, chunk_size)
+
+
+def _trace(model: nn.Module, signature: GraphSignature, mode: str, opset: int) -> onnx.ModelProto:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_exporter())
+        stack.enter_context(torch.no_grad())
+        if mode == "recurrent":
+            stack.enter_context(route_recurrent_to_selective_scan())
+        program = torch.onnx.export(model, signature.example_inputs, dynamo=True,
+                                    input_names=list(signature.input_names),
+                                    output_names=list(signature.output_names),
+                                    dynamic_shapes=signature.dynamic_shapes, opset_version=TRACE_OPSET,
+                                    optimize=True, verbose=False, report=False)
+    proto = program.model_proto
+    if opset == TRACE_OPSET:
+        return proto
+    # torch's own up-conversion leaves ops it cannot convert (e.g. Gelu at 20) under an opset-18 import
+    # and carries on; onnx's converter either converts every node or raises
+    try:
+        return onnx.version_converter.convert_version(proto, opset)
+    except (RuntimeError, onnx.checker.ValidationError) as error:
+        raise ExportError(f"cannot convert the graph from opset {TRACE_OPSET} to {opset}: "
+                          f"{str(error).strip().splitlines()[-1]}") from None
+
+
+def _mixer_count(model: nn.Module) -> int:
+    from ..models import LionAttention
+
+    return sum(isinstance(m, LionAttention) for m in model.modules())
+
+
+def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None:
+    for value, dims in zip(proto.graph.output, signature.output_dims):
+        shape = value.type.tensor_type.shape
+        shape.ClearField("dim")
+        for dim in dims:
+            entry = shape.dim.add()
+            if isinstance(dim, str):
+                entry.dim_param = dim
+            else:
+                entry.dim_value = dim
+
+
+def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, mode: str) -> None:
+    if mode == "recurrent":
+        scans = sum(node.op_type == OP_TYPE and node.domain == DOMAIN for node in proto.graph.node)
+        mixers = _mixer_count(model)
+        if scans != mixers:
+            raise ExportError(f"recurrent export produced {scans} {DOMAIN}.{OP_TYPE} nodes for {mixers} LION "
+                              "mixers; every mixer must become exactly one node")
+        attach_selective_scan_function(proto)
+    _name_output_axes(proto, signature)
+
+
+def _tensor_bytes(proto: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in proto.graph.initializer)
+
+
+def _write_checked(proto: onnx.ModelProto, path: Path) -> None:
+    """Save into a temp directory beside `path`, run the full checker there, then rename into place.
+
+    A temp directory (not a file) because a > 2 GiB model is two files (graph + external data) that must both
+    appear under their final names; nothing under the final names exists until the check has passed.
+    """
+    external = _tensor_bytes(proto) > PROTOBUF_LIMIT_BYTES
+    data_name = f"{path.name}.data"
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        staged = staging / path.name
+        onnx.save_model(proto, staged, save_as_external_data=external, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024)
+        try:
+            onnx.checker.check_model(str(staged), full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ExportError(f"the exported graph fails onnx.checker (full check): {first}") from error
+        if external:
+            os.replace(staging / data_name, path.parent / data_name)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunked", chunk_size: int = 64,
+                dtype: str = "fp32", opset: int | None = None, static: bool = False, batch: int = 2,
+                seq_len: int | None = None, checkpoint_path: str | os.PathLike | None = None,
+                progress: Progress | None = None) -> Path:
+    """Export a LION model (from create_model / load_checkpoint) to one .onnx file at `path`; returns the path.
+
+    mode: "chunked" (standard ops), "recurrent" (lion.SelectiveScan nodes + their local function) or "parallel".
+    dtype: "fp32" or "fp16" (graph inputs/outputs fp16; LION mixers compute in fp32 inside).
+    opset: standard-domain opset, default DEFAULT_OPSET (see opsets.py). static: fix batch / sequence axes to
+    the example's; otherwise they are dynamic. batch, seq_len: the example traced (text models; a vision
+    model's length is fixed by its image size). checkpoint_path: recorded by sha256 in the metadata.
+    progress: called with a short description at the start of each step.
+    Bad requests raise ExportError / ValueError before anything is written; a failure never leaves a file.
+    """
+    _check_request(mode, chunk_size, dtype)
+    opset = resolve_opset(opset)
+    path = Path(path)
+    _check_target(path)
+    report = progress or (lambda _step: None)
+    sha256 = None
+    if checkpoint_path is not None:
+        from ..checkpoint import checkpoint_sha256
+        sha256 = checkpoint_sha256(checkpoint_path)
+
+    report(f"preparing the {mode} form ({dtype})")
+    work = _prepare(model, mode, chunk_size, dtype)
+    signature = graph_signature(work, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
+    report(f"tracing with torch.onnx (opset {opset})")
+    proto = _trace(work, signature, mode, opset)
+    report("finishing the graph")
+    _finish_graph(proto, work, signature, mode)
+    set_metadata(proto, export_metadata(work, mode=mode, chunk_size=chunk_size, dtype=dtype, opset=opset,
+                                        batch=batch, seq_len=signature.seq_len, checkpoint_sha256=sha256))
+    report(f"checking and writing {path.name}")
+    _write_checked(proto, path)
+    return path
+
+
+__all__ = ["MODES", "DTYPES", "ExportError", "export_onnx", "PROTOBUF_LIMIT_BYTES"]

@@ -1,0 +1,80 @@
+"""The graph interface of an exported LION model: input / output names, example inputs and dynamic axes.
+
+Graph inputs follow the model (issue 3): `images` (B, C, H, W) for vision models, `input_ids` and
+`attention_mask` (B, L) int64 for text encoders. Vision models take H = W = img_size only (the learnt position
+embedding fixes the token count), so their one dynamic axis is the batch; text encoders get dynamic batch and
+sequence axes, the sequence bounded by max_len. Output axes get the same names as the input axes they follow,
+because the exporter's own symbols for them are expressions (e.g. Min(seq, 64*ceil(seq/64)) after the chunked
+form's padding) that mean nothing to a user of the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+BATCH_AXIS = "batch"
+SEQ_AXIS = "seq_len"
+
+
+@dataclass(frozen=True)
+class GraphSignature:
+    """What torch.onnx.export needs to trace a model, and the axis names its graph should carry."""
+
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    example_inputs: tuple[torch.Tensor, ...]
+    dynamic_shapes: tuple[dict[int, torch.export.Dim], ...] | None
+    output_dims: tuple[tuple[str | int, ...], ...]   # per output: an axis name or a static size per axis
+    seq_len: int
+
+
+def _config(model: nn.Module):
+    config = getattr(model, "config", None)
+    if getattr(config, "kind", None) not in ("vision", "text"):
+        raise ValueError(f"{type(model).__name__} is not a LION model with a vision or text config; build it with "
+                         "lion_export.create_model or load it with lion_export.load_checkpoint")
+    return config
+
+
+def graph_signature(model: nn.Module, *, batch: int, seq_len: int | None, dtype: torch.dtype,
+                    static: bool) -> GraphSignature:
+    """The signature for tracing `model` on a (batch, seq_len) example; seq_len None = the model's default."""
+    config = _config(model)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if not static and batch < 2:
+        # torch.export treats a size-1 example axis as the constant 1, so a dynamic batch needs an example >= 2
+        raise ValueError(f"a dynamic batch axis is traced from a batch of at least 2 (got {batch}); "
+                         "use --batch 2 or more, or --static for a graph fixed to batch 1")
+    batch_dim = torch.export.Dim(BATCH_AXIS, min=1)
+    if config.kind == "vision":
+        tokens = config.num_patches + 1
+        if seq_len is not None and seq_len != tokens:
+            raise ValueError(f"this vision model's sequence length is fixed at {tokens} tokens by its image size "
+                             f"({config.img_size}x{config.img_size}, patch {config.patch_size}); got seq_len={seq_len}")
+        images = torch.randn(batch, config.in_chans, config.img_size, config.img_size, dtype=dtype)
+        dims: tuple[str | int, ...] = (batch if static else BATCH_AXIS, config.num_classes)
+        return GraphSignature(("images",), ("logits",), (images,), None if static else ({0: batch_dim},),
+                              (dims,), tokens)
+
+    seq_len = min(128, config.max_len) if seq_len is None else seq_len
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 1 <= seq_len <= config.max_len:
+        raise ValueError(f"seq_len must be an integer in [1, max_len={config.max_len}], got {seq_len!r}")
+    if not static and seq_len < 2:
+        raise ValueError(f"a dynamic sequence axis is traced from at least 2 tokens (got {seq_len}); "
+                         "use --seq-len 2 or more, or --static")
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, config.vocab_size, (batch, seq_len), generator=generator)
+    attention_mask = torch.ones(batch, seq_len, dtype=torch.int64)
+    width = config.vocab_size if config.mlm_head else config.dim
+    dims = (batch, seq_len, width) if static else (BATCH_AXIS, SEQ_AXIS, width)
+    seq_dim = torch.export.Dim(SEQ_AXIS, min=1, max=config.max_len)
+    dynamic = None if static else ({0: batch_dim, 1: seq_dim}, {0: batch_dim, 1: seq_dim})
+    output = "logits" if config.mlm_head else "hidden_states"
+    return GraphSignature(("input_ids", "attention_mask"), (output,), (input_ids, attention_mask), dynamic,
+                          (dims,), seq_len)
+
+
+__all__ = ["BATCH_AXIS", "SEQ_AXIS", "GraphSignature", "graph_signature"]
