@@ -96,8 +96,9 @@ class LionAttention(nn.Module):
         """log lambda: None (LIT), (H,) (D) or (B, H, L) (S), in fp32, from the mixer input x (B, L, dim).
 
         log(sigmoid(a)) and log(1 - sigmoid(z)) = logsigmoid(-z) are formed with logsigmoid, which stays finite
-        and exact where lambda is tiny or close to 1 (the public MLM code's log(1 - sigmoid(z) + 1e-7) agrees
-        with it to ~1e-7 relative except where lambda < ~1e-6).
+        and accurate where lambda is tiny (there 1 - sigmoid(z) rounds to 0 in fp32, the public vision code's
+        log gives -inf). The public MLM code's log(1 - sigmoid(z) + 1e-7) differs from it by
+        log(1 + 1e-7 / lambda): below 1e-6 in log space unless lambda < 0.1.
         """
         decay = self.variant.decay
         if decay == "none":
