@@ -119,5 +119,67 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
         print_summary(summary)
 
 
+def _int_option(option: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        _verify_bad_input(f"{option} must be an integer, got {text!r}")
+        raise  # unreachable: _verify_bad_input exits
+
+
+@main.command("compile-kernels")
+@click.option("--arch", help="GPU target: sm_80, sm_86, sm_87 (Jetson Orin), sm_89 or sm_90.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Directory for the .ptx/.cubin files and manifest.json (created if missing).")
+@click.option("--dtype", default="fp16", show_default=True, help="Element type of q, k, v, y: fp16, bf16 or fp32.")
+@click.option("--head-dim", default="64", show_default=True, help="dk, the query/key head dim.")
+@click.option("--head-dim-v", help="dv, the value head dim (default: --head-dim).")
+@click.option("--chunk-size", default="64", show_default=True, help="Chunk size of the chunked kernels.")
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="Divide by the LION normaliser (vision models) or not (MLM).")
+@click.option("--eps", default="1e-6", show_default=True, help="The normaliser's eps (baked into the PTX).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, head_dim: str, head_dim_v: str | None,
+                            chunk_size: str, normalize: bool, eps: str, debug: bool) -> None:
+    """Compile the Triton kernels ahead of time for one GPU (no GPU needed): PTX, cubin and a launch manifest."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lion_export.kernels.aot import KernelConfig, kernel_specs
+    from lion_export.kernels.aot_bundle import write_kernel_bundle
+    from lion_export.kernels.aot_compile import KernelCompileError, compile_kernels
+    from lion_export.kernels.targets import target
+
+    if arch is None or out_dir is None:
+        _verify_bad_input("compile-kernels needs --arch (e.g. sm_87) and --out DIR")
+    try:
+        float_eps = float(eps)
+    except ValueError:
+        _verify_bad_input(f"--eps must be a number, got {eps!r}")
+    try:
+        gpu = target(arch)
+        config = KernelConfig(dtype=dtype, head_dim=_int_option("--head-dim", head_dim),
+                              head_dim_v=None if head_dim_v is None else _int_option("--head-dim-v", head_dim_v),
+                              normalize=normalize, eps=float_eps, chunk_size=_int_option("--chunk-size", chunk_size))
+        count = len(kernel_specs(config))
+        console = Console(stderr=True)
+        with Progress(TextColumn("compiling for {task.fields[arch]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("", total=count, arch=gpu.name)
+            kernels = compile_kernels(gpu.name, config,
+                                      progress=lambda name: progress.update(task, advance=1, description=name))
+        manifest_path = write_kernel_bundle(out_dir, kernels, config)
+    except (KernelCompileError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        _verify_bad_input(str(exc))
+    for kernel in kernels:
+        grid = " x ".join(kernel.spec.grid_formula)
+        click.echo(f"{kernel.spec.name}: entry {kernel.entry}, grid ({grid}), {kernel.spec.threads_per_block} "
+                   f"threads, {kernel.shared_mem} B shared, {len(kernel.ptx_params)} PTX params "
+                   f"({len(kernel.hidden_params)} hidden)")
+    click.echo(f"wrote {len(kernels)} kernels for {gpu.name} to {manifest_path.parent} (see {manifest_path.name})")
+
+
 if __name__ == "__main__":
     main()

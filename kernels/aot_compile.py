@@ -28,11 +28,12 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 from .aot import KernelConfig, KernelSpec, ProblemShape, kernel_specs
-from .targets import WARP_SIZE, Target, target as lookup_target
+from .targets import DEFAULT_SHARED_MEM, WARP_SIZE, Target, target as lookup_target
 
 #: pointers of every tensor argument are promised 16-byte aligned (TensorRT and torch allocate at >= 256 bytes),
 #: which lets Triton vectorise loads; a launcher must honour it
 POINTER_ALIGNMENT = 16
+_TARGET = re.compile(r"^\.target\s+(\w+)", re.M)
 _ENTRY = re.compile(r"\.entry\s+(\w+)\s*\(([^)]*)\)", re.S)
 _PARAM = re.compile(r"\.param\s+([^;,]*?)\s+(\w+)\s*(?:,|$)")
 
@@ -60,6 +61,7 @@ class CompiledKernel:
     spec: KernelSpec
     target: Target
     entry: str                       # the PTX `.entry` name a launcher looks up
+    ptx_target: str                  # the PTX `.target`: "sm_87", or "sm_90a" where Triton uses sm_90's extras
     ptx: str
     cubin: bytes
     ptx_params: tuple[PtxParam, ...]
@@ -67,6 +69,11 @@ class CompiledKernel:
     global_scratch_size: int         # bytes per program Triton wants behind the hidden global-scratch pointer
     profile_scratch_size: int
     triton_version: str
+
+    @property
+    def needs_shared_mem_opt_in(self) -> bool:
+        """Above 48 KiB a launcher must raise the kernel's dynamic shared memory limit before launching it."""
+        return self.shared_mem > DEFAULT_SHARED_MEM
 
     @property
     def hidden_params(self) -> tuple[PtxParam, ...]:
@@ -127,8 +134,12 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
     with tempfile.TemporaryDirectory(prefix="lion-aot-") as tmp:
         cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--config",
                json.dumps(dataclasses.asdict(config)), "--out", tmp]
-        # stdout carries one JSON line per event: {"done": name} or {"error": message}; stderr is only logged
-        with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
+        # stdout carries one JSON line per event: {"done": name} or {"error": message}; stderr goes to a log whose
+        # last line explains a crash. The child runs in the temp dir so that `-m` cannot pick up a source checkout
+        # in the current directory instead of the installed package.
+        log_path = Path(tmp) / "compile.log"
+        with open(log_path, "w") as log, subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=log,
+                                                          text=True) as child:
             assert child.stdout is not None
             error = None
             for line in child.stdout:
@@ -137,8 +148,11 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
                     progress(event["done"])
                 else:
                     error = event["error"]
-        if error is not None or child.returncode != 0:
-            raise KernelCompileError(error or f"the compiler process exited with status {child.returncode}")
+        if error is None and child.returncode != 0:
+            lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+            error = f"the compiler process failed: {lines[-1] if lines else f'exit status {child.returncode}'}"
+        if error is not None:
+            raise KernelCompileError(error)
         out = Path(tmp)
         raw = {}
         for spec in specs:
@@ -164,9 +178,14 @@ def compile_kernels(target: str, config: KernelConfig,
     kernels = []
     for spec in specs:
         products = raw[spec.name]
+        if products["shared_mem"] > gpu.max_shared_mem:
+            raise KernelCompileError(f"{spec.name} needs {products['shared_mem']} bytes of shared memory, more than "
+                                     f"{gpu.name}'s {gpu.max_shared_mem}")
         params = parse_ptx_params(products["ptx"], products["entry"])
         _check_convention(spec, params)
-        kernels.append(CompiledKernel(spec=spec, target=gpu, ptx_params=params, **products))
+        ptx_target = _TARGET.search(products["ptx"])
+        kernels.append(CompiledKernel(spec=spec, target=gpu, ptx_params=params,
+                                      ptx_target=ptx_target.group(1) if ptx_target else "", **products))
     return kernels
 
 
