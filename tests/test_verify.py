@@ -9,7 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from lion_export.checkpoint import load_checkpoint, save_checkpoint
+from lion_export.console.cli import main
+from lion_export.export import export_onnx
 from lion_export.models import create_model, set_form
 from lion_export.verify import (InputsError, TOLERANCES, compare_outputs, default_seq_lens, graph_input_specs,
                                 load_inputs, tolerance_for, verify_onnx, write_report)
@@ -108,8 +112,8 @@ def _vision_model(**overrides) -> torch.nn.Module:
                         **overrides).eval()
 
 
-def _export(model: torch.nn.Module, path, example: tuple, names: list[str], dynamic: dict) -> None:
-    """A parallel-form export with torch.onnx.export: a stand-in graph, so these tests check verification only."""
+def _legacy_export(model: torch.nn.Module, path, example: tuple, names: list[str], dynamic: dict) -> None:
+    """A parallel-form export with the legacy torch.onnx tracer, which freezes some shapes (not our exporter)."""
     model = set_form(copy.deepcopy(model), "parallel")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -119,11 +123,15 @@ def _export(model: torch.nn.Module, path, example: tuple, names: list[str], dyna
 
 @pytest.fixture(scope="module")
 def text_onnx(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "text.onnx"
-    ids = torch.randint(0, 64, (2, 40))
-    names = ["input_ids", "attention_mask"]
-    _export(_text_model(), path, (ids, torch.ones_like(ids)), names, {n: {0: "batch", 1: "seq"} for n in names})
-    return path
+    return export_onnx(_text_model(), tmp_path_factory.mktemp("text") / "text.onnx", mode="recurrent")
+
+
+@pytest.fixture(scope="module")
+def vision_files(tmp_path_factory):
+    """A vision checkpoint and its export (position embedding on: the token count is fixed at 5)."""
+    folder = tmp_path_factory.mktemp("vision")
+    model = _vision_model(pos_embed=True)
+    return save_checkpoint(model, folder / "vit.pt"), export_onnx(model, folder / "vit.onnx", mode="recurrent")
 
 
 def test_text_export_passes_at_three_lengths_with_padded_rows(text_onnx, tmp_path):
@@ -167,7 +175,7 @@ def test_user_inputs_npz_are_used_and_checked(text_onnx, tmp_path):
     with pytest.raises(InputsError, match="rank 2"):
         load_inputs(tmp_path / "rank.npz", specs)
     np.savez(tmp_path / "axes.npz", input_ids=ids, attention_mask=np.ones((3, 22), np.int64))
-    with pytest.raises(InputsError, match="axis 'seq'"):
+    with pytest.raises(InputsError, match="axis 'seq_len' is 21"):
         load_inputs(tmp_path / "axes.npz", specs)
     np.savez(tmp_path / "dtype.npz", input_ids=ids.astype(np.float32), attention_mask=np.ones_like(ids))
     with pytest.raises(InputsError, match="float32"):
@@ -178,24 +186,79 @@ def test_user_inputs_npz_are_used_and_checked(text_onnx, tmp_path):
 
 
 def test_a_graph_that_froze_a_shape_fails_its_case_instead_of_crashing(tmp_path):
-    model = _text_model("lit")                       # the legacy tracer bakes the trace length into LIT's graph
+    """The legacy TorchScript tracer bakes the trace length into this model's graph: a stand-in for a broken export."""
+    model = _text_model("lit")
     path = tmp_path / "frozen.onnx"
     ids = torch.randint(0, 64, (2, 40))
     names = ["input_ids", "attention_mask"]
-    _export(model, path, (ids, torch.ones_like(ids)), names, {n: {0: "batch", 1: "seq"} for n in names})
+    _legacy_export(model, path, (ids, torch.ones_like(ids)), names, {n: {0: "batch", 1: "seq"} for n in names})
     report = verify_onnx(model, path, seq_lens=[40, 33], progress=False)
     by_len = {c.seq_len: c for c in report.cases}
     assert by_len[40].passed and not by_len[33].passed and not report.passed
     assert "onnxruntime failed" in by_len[33].outputs[0].problem
 
 
-def test_vision_model_with_position_embedding_varies_the_batch(tmp_path):
-    model = _vision_model(pos_embed=True)
-    path = tmp_path / "vit.onnx"
-    _export(model, path, (torch.randn(2, 3, 32, 32),), ["images"], {"images": {0: "batch"}})
-    report = verify_onnx(model, path, progress=False)
-    assert report.passed and report.varied == "batch"
+def test_vision_model_with_position_embedding_varies_the_batch(vision_files):
+    checkpoint, onnx_file = vision_files
+    model = load_checkpoint(checkpoint)
+    report = verify_onnx(model, onnx_file, progress=False)
+    assert report.passed and report.varied == "batch" and report.mode == "recurrent"
     assert [c.batch for c in report.cases] == [1, 2, 3] and {c.seq_len for c in report.cases} == {5}
     assert any("position embedding" in n for n in report.notes)
     with pytest.raises(ValueError, match="fixed at 5 tokens"):
-        verify_onnx(model, path, seq_lens=[17], progress=False)
+        verify_onnx(model, onnx_file, seq_lens=[17], progress=False)
+
+
+def test_fp16_tolerance_is_met_by_the_tiny_models(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("encoder-tiny", mask="selective", vocab_size=64, dim=32, depth=1, num_heads=2, max_len=80,
+                         mlm_head=False).eval()          # LayerNorm'd hidden states: outputs of magnitude ~1-4
+    path = export_onnx(model, tmp_path / "fp16.onnx", mode="recurrent", dtype="fp16")
+    report = verify_onnx(model, path, progress=False)
+    assert report.dtype == "fp16" and report.passed
+    worst = max(o.max_abs_error for c in report.cases for o in c.outputs)
+    assert 1e-4 < worst < TOLERANCES["fp16"].atol      # real fp16 rounding, inside the documented bound
+    assert not verify_onnx(model, path, dtype="fp32", progress=False).passed
+
+
+# --- the `verify` command ---------------------------------------------------------------------------------------
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, ["verify", *map(str, args)])
+
+
+def test_cli_verify_passes_and_writes_the_report(vision_files, tmp_path):
+    checkpoint, onnx_file = vision_files
+    result = _cli(checkpoint, onnx_file, "--report", tmp_path / "out" / "report.json")
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output and "B=3 L=5" in result.output
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["passed"] is True
+    assert (tmp_path / "out" / "report.errors.png").stat().st_size > 0
+
+
+def test_cli_verify_exits_1_when_the_checkpoint_does_not_match(vision_files, tmp_path):
+    _, onnx_file = vision_files
+    torch.manual_seed(1)                                    # other weights, same architecture
+    other = save_checkpoint(create_model("vit-tiny", mask="selective", dim=32, depth=1, num_heads=2, img_size=32,
+                                         num_classes=5), tmp_path / "other.pt")
+    result = _cli(other, onnx_file, "--quiet")
+    assert result.exit_code == 1 and "parity FAILED" in result.output
+
+
+def test_cli_verify_bad_input_is_one_line_and_exit_2(vision_files, tmp_path):
+    checkpoint, onnx_file = vision_files
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    np.savez(tmp_path / "wrong.npz", pixels=np.zeros((2, 3, 32, 32), np.float32))
+    np.savez(tmp_path / "shape.npz", images=np.zeros((2, 3, 16, 16), np.float32))
+    cases = [((tmp_path / "missing.pt", onnx_file), "missing.pt"),
+             ((checkpoint, tmp_path / "missing.onnx"), "does not exist"),
+             ((checkpoint, tmp_path / "junk.onnx"), "not a readable ONNX model"),
+             ((checkpoint, onnx_file, "--inputs", tmp_path / "wrong.npz"), "do not match"),
+             ((checkpoint, onnx_file, "--inputs", tmp_path / "shape.npz"), "axis 2 must be 32"),
+             ((checkpoint, onnx_file, "--seq-lens", "17,x"), "--seq-lens"),
+             ((checkpoint, onnx_file, "--seq-lens", "17"), "fixed at 5 tokens")]
+    for args, message in cases:
+        result = _cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output

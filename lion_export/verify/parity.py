@@ -23,7 +23,7 @@ from .inputs import (InputSpec, check_feed, graph_input_specs, image_size_for_to
                      make_text_feed, tokens_for_image)
 from .onnxruntime_runner import OnnxRuntimeRunner
 from .report import CaseResult, VerificationReport
-from .tolerances import tolerance_for
+from .tolerances import TOLERANCES, tolerance_for
 from .torch_runner import TorchRunner
 
 # A float64 parallel reference materialises (B, H, L, L) score matrices; beyond this budget it runs in float32.
@@ -183,7 +183,7 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     meta = metadata(proto)
     specs = graph_input_specs(proto)
     output_names = [o.name for o in proto.graph.output]
-    dtype = dtype or _graph_dtype(proto)
+    dtype = dtype or (meta["dtype"] if meta.get("dtype") in TOLERANCES else _graph_dtype(proto))
     tolerance = tolerance_for(dtype, atol, rtol)
     config = _config(model)
     rng = np.random.default_rng(SEED)
