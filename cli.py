@@ -52,6 +52,109 @@ def _parse_seq_lens(text: str | None) -> list[int] | None:
     return lengths
 
 
+def _positive_int(option: str, text: str | None) -> int | None:
+    """An integer option parsed here, not by click, so a bad value is one line (click's usage error is several)."""
+    if text is None:
+        return None
+    value = _int_option(option, text)
+    if value <= 0:
+        _verify_bad_input(f"{option} must be a positive integer, got {text!r}")
+    return value
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--mode", default="chunked", show_default=True, metavar="MODE",
+              help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per mixer, "
+                   "backed by a local function) or parallel (full masked attention, the baseline).")
+@click.option("--chunk-size", default="64", show_default=True, metavar="N", help="Chunk size of the chunked form.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .onnx file (default: CHECKPOINT with the suffix .onnx).")
+@click.option("--dtype", default="fp32", show_default=True, metavar="DTYPE",
+              help="fp32 or fp16 (fp16 graph; decay sums and exponentials stay fp32 inside).")
+@click.option("--opset", metavar="N", help="Standard ONNX opset (default: the newest onnxruntime supports).")
+@click.option("--batch", default="2", show_default=True, metavar="N", help="Batch size of the traced example input.")
+@click.option("--seq-len", metavar="N", help="Tokens in the traced example (text models; default min(128, max_len)).")
+@click.option("--static", is_flag=True, help="Freeze batch and sequence axes to the example's sizes.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the parity report as JSON here (and an error histogram PNG next to it).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")
+@click.option("--allow-pickle", is_flag=True,
+              help="Accept checkpoints that need full unpickling (runs code from the file: trusted files only).")
+@click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
+                   batch: str, seq_len: str | None, static: bool, no_verify: bool, report_path: Path | None,
+                   config_path: Path | None, allow_pickle: bool, quiet: bool, debug: bool) -> None:
+    """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
+
+    \b
+    lion-export model.pt --mode recurrent
+    lion-export model.pt --mode chunked --chunk-size 64 -o out/model.onnx --dtype fp16
+    """
+    from rich.console import Console
+
+    from lion_export.checkpoint import CheckpointError, load_checkpoint
+    from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
+
+    if mode not in MODES:
+        _verify_bad_input(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if dtype not in DTYPES:
+        _verify_bad_input(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+    if no_verify and report_path is not None:
+        _verify_bad_input("--report needs the parity check: drop --no-verify")
+    chunk = _positive_int("--chunk-size", chunk_size)
+    batch_size = _positive_int("--batch", batch)
+    length = _positive_int("--seq-len", seq_len)
+    output = checkpoint.with_suffix(".onnx") if output is None else output
+    console = Console(stderr=True, quiet=quiet)
+    try:
+        target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
+        with console.status("loading the checkpoint") as status:
+            model = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path)
+            export_onnx(model, output, mode=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
+                        batch=batch_size, seq_len=length, checkpoint_path=checkpoint,
+                        progress=lambda step: status.update(step))
+    except (CheckpointError, ExportError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        _verify_bad_input(str(exc))
+    except Exception as exc:  # noqa: BLE001 - an exporter failure that is not the user's input: one line, exit 1
+        if debug:
+            raise
+        click.echo(f"lion-export: error: export failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]} "
+                   "(rerun with --debug for the traceback)", err=True)
+        raise SystemExit(1)
+    console.print(f"wrote {output} ({mode}, {dtype}, opset {target_opset})", highlight=False)
+    if no_verify:
+        if quiet:
+            click.echo(f"wrote {output} (not verified)")
+        return
+    _verify_export(model, output, batch_size, report_path, quiet, debug)
+
+
+def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None, quiet: bool, debug: bool) -> None:
+    """The parity check after an export (lion_export.verify), printed, optionally reported; exit 1 on failure."""
+    from lion_export.verify import print_report, verify_onnx, write_report
+
+    try:
+        report = verify_onnx(model, onnx_file, batch=batch, progress=not quiet)
+        if report_path is not None:
+            write_report(report, report_path)
+    except (ValueError, OSError) as exc:
+        if debug:
+            raise
+        _verify_bad_input(str(exc))
+    if quiet:
+        click.echo(f"wrote {onnx_file}; parity {'PASSED' if report.passed else 'FAILED'}")
+    else:
+        print_report(report)
+    if not report.passed:
+        raise SystemExit(1)
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
