@@ -222,6 +222,7 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
         print_summary(summary)
 
 
+
 def _int_option(option: str, text: str) -> int:
     try:
         return int(text)
@@ -280,7 +281,7 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
         grid = " x ".join(kernel.spec.grid_formula)
         click.echo(f"{kernel.spec.name}: entry {kernel.entry}, grid ({grid}), {kernel.spec.threads_per_block} "
                    f"threads, {kernel.shared_mem} B shared, {len(kernel.ptx_params)} PTX params "
-                   f"({len(kernel.hidden_params)} hidden)")
+                   f"({len(kernel.hidden_params)} hidden, {len(kernel.stripped_params)} unused hidden dropped)")
     click.echo(f"wrote {len(kernels)} kernels for {gpu.name} to {manifest_path.parent} (see {manifest_path.name})")
 
 

@@ -1,4 +1,4 @@
-"""Benchmark (CUDA GPU only): the Triton LION kernels against the PyTorch forms and FlashAttention (issue 4, Performance).
+"""Benchmark (CUDA GPU only): the Triton LION kernels vs the PyTorch forms and FlashAttention (issue 4, Performance).
 
 Shapes: B*H = 32 (B = 4, H = 8), d = 64, bf16, LION-S decays (one per token and head: the most general mask),
 L = 1024 .. 65536. Columns, forward and forward+backward (the backward of q, k, v and the decays):

@@ -56,7 +56,11 @@ def _kernel_entry(kernel: CompiledKernel, config: KernelConfig) -> dict:
         "cubin": f"{spec.name}.cubin",
         "ptx_sha256": hashlib.sha256(kernel.ptx.encode()).hexdigest(),
         "arguments": arguments,
+        # parameters Triton appended that the code reads: a launcher must pass them (none for our kernels)
         "hidden_params": [_hidden_param(kernel, i) for i in range(len(kernel.hidden_params))],
+        # parameters Triton appended that the code never reads, removed from the PTX (and the cubin rebuilt from it)
+        # so the entry declares exactly "arguments"
+        "stripped_hidden_params": list(kernel.stripped_params),
         "constexprs": spec.constexprs,
         "num_warps": spec.num_warps,
         "num_stages": spec.num_stages,
@@ -92,8 +96,8 @@ def manifest(kernels: list[CompiledKernel], config: KernelConfig) -> dict:
         "target": {"name": target.name, "compute_capability": target.capability, "devices": target.devices},
         "triton_version": kernels[0].triton_version,
         "config": asdict(config),
-        "calling_convention": ("kernel(input pointers..., int32 scalars..., output pointers..., hidden params...); "
-                               "all tensors contiguous; B, H, dk, dv are baked in or implied by the grid"),
+        "calling_convention": ("kernel(input pointers..., int32 scalars..., output pointers..., hidden params if "
+                               "any); all tensors contiguous; B, H, dk, dv are baked in or implied by the grid"),
         "pointer_alignment_bytes": POINTER_ALIGNMENT,
         "kernels": [_kernel_entry(kernel, config) for kernel in kernels],
     }

@@ -6,8 +6,11 @@ also that child's entry point (`python -m lion_export.kernels.aot_compile`). The
 cubin and metadata to a directory and prints its name when done, so the caller can show progress.
 
 The result records what an AOT launcher must match: the PTX entry name and its parameter list, checked against the
-spec's calling convention. Recent Triton appends hidden parameters (global and profile scratch pointers) after the
-declared ones; they are reported as `hidden_params`, never silently dropped.
+spec's calling convention. Triton 3.x appends hidden parameters (global and profile scratch pointers) after the
+declared ones. TensorRT's AOT path passes only (inputs, int32 scalars, outputs), so trailing hidden parameters that the
+code never reads (our kernels use no scratch) are dropped from the `.entry` declaration and the cubin is re-assembled
+from that PTX with Triton's bundled ptxas: the entry then declares exactly the documented parameters. A hidden
+parameter the code does read is kept and reported in `hidden_params`, never silently dropped.
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ class CompiledKernel:
     spec: KernelSpec
     target: Target
     entry: str                       # the PTX `.entry` name a launcher looks up
+    stripped_params: tuple[str, ...]  # unused hidden parameters removed from Triton's PTX (names)
     ptx_target: str                  # the PTX `.target`: "sm_87", or "sm_90a" where Triton uses sm_90's extras
     ptx: str
     cubin: bytes
@@ -112,6 +116,48 @@ def _triton_attrs(spec: KernelSpec) -> dict[tuple[int], list[list]]:
             for index, arg in enumerate(spec.args) if arg.role != "scalar"}
 
 
+def _unused_trailing_params(ptx: str, entry: str, keep: int) -> list[str]:
+    """Names of the parameters after the first `keep` that the PTX never mentions beyond their declaration,
+    as the longest such suffix of the parameter list (dropping a suffix moves no other parameter)."""
+    unused: list[str] = []
+    for param in reversed(parse_ptx_params(ptx, entry)[keep:]):
+        if len(re.findall(rf"\b{param.name}\b", ptx)) != 1:
+            break
+        unused.insert(0, param.name)
+    return unused
+
+
+def _drop_params(ptx: str, entry: str, names: list[str]) -> str:
+    """The PTX with those parameters removed from the `.entry entry(...)` declaration."""
+    for match in _ENTRY.finditer(ptx):
+        if match.group(1) == entry:
+            kept = [f"\t.param {decl} {name}" for decl, name in _PARAM.findall(match.group(2)) if name not in names]
+            header = f".entry {entry}(\n" + ",\n".join(kept) + "\n)"
+            return ptx[:match.start()] + header + ptx[match.end():]
+    raise KernelCompileError(f"PTX has no .entry {entry!r}")
+
+
+def _assemble(ptx: str, ptx_target: str, gpu: Target) -> bytes:
+    """PTX -> cubin with the ptxas Triton ships (the flags Triton itself uses for line info and register allocation)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.TemporaryDirectory(prefix="lion-ptxas-") as tmp:
+        src, out = Path(tmp) / "kernel.ptx", Path(tmp) / "kernel.cubin"
+        src.write_text(ptx)
+        cmd = [get_ptxas(gpu.capability).path, "-lineinfo", "--regAllocOptLevel=2", f"--gpu-name={ptx_target}",
+               str(src), "-o", str(out)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            raise KernelCompileError(f"ptxas failed for {gpu.name}: {lines[-1] if lines else done.returncode}")
+        return out.read_bytes()
+
+
+def _ptx_target(ptx: str) -> str:
+    found = _TARGET.search(ptx)
+    return found.group(1) if found else ""
+
+
 def _compile_raw(spec: KernelSpec, gpu: Target) -> dict:
     """Compile in this process (spec.fn must be a real JITFunction): the products as plain data."""
     source = ASTSource(spec.fn, spec.signature, constexprs=spec.constexprs, attrs=_triton_attrs(spec))
@@ -122,7 +168,12 @@ def _compile_raw(spec: KernelSpec, gpu: Target) -> dict:
     except Exception as err:  # Triton raises many types; the message is what the user needs
         raise KernelCompileError(f"{spec.name} failed to compile for {gpu.name}: {err}") from err
     meta = compiled.metadata
-    return {"entry": meta.name, "ptx": compiled.asm["ptx"], "cubin": compiled.asm["cubin"],
+    ptx, cubin = compiled.asm["ptx"], compiled.asm["cubin"]
+    unused = _unused_trailing_params(ptx, meta.name, len(spec.args))
+    if unused:
+        ptx = _drop_params(ptx, meta.name, unused)
+        cubin = _assemble(ptx, _ptx_target(ptx), gpu)
+    return {"entry": meta.name, "ptx": ptx, "cubin": cubin, "stripped_params": unused,
             "shared_mem": meta.shared, "global_scratch_size": meta.global_scratch_size,
             "profile_scratch_size": meta.profile_scratch_size, "triton_version": meta.triton_version}
 
@@ -183,9 +234,9 @@ def compile_kernels(target: str, config: KernelConfig,
                                      f"{gpu.name}'s {gpu.max_shared_mem}")
         params = parse_ptx_params(products["ptx"], products["entry"])
         _check_convention(spec, params)
-        ptx_target = _TARGET.search(products["ptx"])
+        products["stripped_params"] = tuple(products["stripped_params"])
         kernels.append(CompiledKernel(spec=spec, target=gpu, ptx_params=params,
-                                      ptx_target=ptx_target.group(1) if ptx_target else "", **products))
+                                      ptx_target=_ptx_target(products["ptx"]), **products))
     return kernels
 
 

@@ -39,6 +39,7 @@ _TORCH_TO_TRITON = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16
 #: widest dv tile one program holds: a 128 x 32 fp32 state is 32 registers per thread at 4 warps
 _MAX_BLOCK_DV = 32
 _NUM_WARPS = 4
+_NUM_STAGES = 1      # the token loops have no loads Triton would pipeline; the same value for JIT and AOT
 _MAX_HEAD_DIM = 256
 
 
@@ -78,8 +79,8 @@ def _lion_scan_fwd(q, k, v, log_decay, L, y, num_scratch, den_scratch,
     # the backward sweep reads what other threads of this program stored in the forward sweep
     tl.debug_barrier()
 
-    # The backward sweep reads its state BEFORE adding token i: q_i^T (lambda_{i+1} Sb_{i+1}) = q_i^T (Sb_i - k_i v_i^T),
-    # so the diagonal, already in Sf_i, is counted once without subtracting it.
+    # The backward sweep reads its state BEFORE adding token i:
+    # q_i^T (lambda_{i+1} Sb_{i+1}) = q_i^T (Sb_i - k_i v_i^T), so the diagonal, already in Sf_i, is counted once.
     state = tl.zeros((BLOCK_DK, BLOCK_DV), dtype=tl.float32)
     norm = tl.zeros((BLOCK_DK,), dtype=tl.float32)
     for step in range(0, L):
@@ -152,7 +153,8 @@ def lion_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor
     den_scratch = torch.empty(batch, heads, _dv_tiles(dv), length, dtype=torch.float32, device=q.device)
     _lion_scan_fwd[_grid(shape)](
         q.contiguous(), k.contiguous(), v.contiguous(), a.to(torch.float32).contiguous(), length,
-        y, num_scratch, den_scratch, **_constexprs(dk, dv, normalize, eps), num_warps=_NUM_WARPS)
+        y, num_scratch, den_scratch, **_constexprs(dk, dv, normalize, eps), num_warps=_NUM_WARPS,
+        num_stages=_NUM_STAGES)
     return y
 
 
@@ -175,5 +177,5 @@ def aot_specs(config: KernelConfig) -> list[KernelSpec]:
     return [KernelSpec(
         name="lion_scan_fwd", fn=_lion_scan_fwd, args=args,
         constexprs=_constexprs(config.dk, config.dv, config.normalize, config.eps),
-        num_warps=_NUM_WARPS, grid=_grid,
+        num_warps=_NUM_WARPS, num_stages=_NUM_STAGES, grid=_grid,
         grid_formula=("B * H", f"ceil(dv / {_block_dv(config.dv)})", "1"))]

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import triton
 from click.testing import CliRunner
 
 from lion_export.console.cli import main
@@ -20,8 +21,10 @@ from lion_export.kernels.aot_compile import CompiledKernel, compile_kernels, par
 from lion_export.kernels.targets import TARGETS, target
 
 CONFIG = KernelConfig(dtype="fp16", head_dim=64)
-#: Triton 3.x appends two hidden pointers (global scratch, profile scratch) to every kernel it compiles
+#: Triton 3.x appends two hidden pointers (global scratch, profile scratch) to every kernel it compiles; ours never
+#: read them, so compile_kernels drops them and the entry declares exactly the documented arguments
 HIDDEN_PARAMS = 2
+CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
 SCAN_CONVENTION = ("q", "k", "v", "log_decay", "L", "y", "num_scratch", "den_scratch")
 SHAPES = [ProblemShape(1, 1, 1, 64, 64), ProblemShape(2, 3, 197, 64, 64), ProblemShape(4, 8, 4097, 64, 64)]
 
@@ -51,15 +54,29 @@ def test_every_registered_kernel_compiles_to_ptx_and_cubin(compiled: list[Compil
 def test_ptx_parameters_follow_the_calling_convention(compiled: list[CompiledKernel]) -> None:
     for kernel in compiled:
         declared = _entry_params(kernel.ptx, kernel.entry)
-        assert len(declared) == len(kernel.spec.args) + HIDDEN_PARAMS == len(kernel.ptx_params)
+        assert len(declared) == len(kernel.spec.args) == len(kernel.ptx_params)
         for arg, line in zip(kernel.spec.args, declared):
             assert (".u32" in line) == (arg.role == "scalar") and (".ptr" in line) == (arg.role != "scalar")
-        assert all(p.type == ".u64" and p.pointer for p in kernel.hidden_params)
-        # the hidden scratch buffers are unused, so a launcher (TensorRT) may pass null pointers for them
+        assert kernel.hidden_params == () and len(kernel.stripped_params) == HIDDEN_PARAMS
+        assert all(name not in kernel.ptx for name in kernel.stripped_params)
         assert kernel.global_scratch_size == 0 and kernel.profile_scratch_size == 0
     scan = next(k for k in compiled if k.spec.name == "lion_scan_fwd")
     assert tuple(a.name for a in scan.spec.args) == SCAN_CONVENTION
     assert [a.role for a in scan.spec.args] == ["input"] * 4 + ["scalar"] + ["output"] * 3
+
+
+@pytest.mark.skipif(not CUOBJDUMP.exists(), reason="Triton's bundled cuobjdump is missing")
+def test_cubin_declares_the_documented_parameters(compiled: list[CompiledKernel], tmp_path: Path) -> None:
+    """The re-assembled cubin itself (read with cuobjdump) has one kernel parameter per documented argument."""
+    import subprocess
+
+    for kernel in compiled:
+        cubin = tmp_path / f"{kernel.spec.name}.cubin"
+        cubin.write_bytes(kernel.cubin)
+        elf = subprocess.run([str(CUOBJDUMP), "-elf", str(cubin)], capture_output=True, text=True, check=True).stdout
+        sizes = {int(o, 16): int(z, 16) for o, z in re.findall(r"Ordinal : (0x[0-9a-f]+)\s+Offset\s+: 0x[0-9a-f]+"
+                                                              r"\s+Size\s+: (0x[0-9a-f]+)", elf)}
+        assert sizes == {i: 4 if arg.role == "scalar" else 8 for i, arg in enumerate(kernel.spec.args)}
 
 
 def test_launch_parameters_follow_shape_arithmetic(compiled: list[CompiledKernel]) -> None:
@@ -118,7 +135,8 @@ def test_compile_kernels_command(tmp_path: Path) -> None:
     for entry in manifest["kernels"]:
         ptx = (out / entry["ptx"]).read_text()
         assert (out / entry["cubin"]).read_bytes()[:4] == b"\x7fELF"
-        assert len(_entry_params(ptx, entry["entry"])) == len(entry["arguments"]) + len(entry["hidden_params"])
+        assert len(_entry_params(ptx, entry["entry"])) == len(entry["arguments"]) and entry["hidden_params"] == []
+        assert len(entry["stripped_hidden_params"]) == HIDDEN_PARAMS
         assert [a["ptx_param"] for a in entry["arguments"]] == [f"{entry['entry']}_param_{i}"
                                                                  for i in range(len(entry["arguments"]))]
         assert entry["threads_per_block"] == 32 * entry["num_warps"] == entry["launch"]["block"][0]

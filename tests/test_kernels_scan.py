@@ -8,7 +8,8 @@ Tolerances. fp32: rtol 1e-4 (plus an absolute floor of 1e-5 x the output scale f
 fp16: the kernel reads fp16 inputs and rounds its output to fp16, so it is compared with the reference on the same
 fp16-rounded inputs; the output rounding alone is up to 2^-11 ~ 4.9e-4 relative, so rtol 1e-3 with an absolute floor
 of 5e-4 x the output scale (measured: at most ~25% of that allowance). fp16 runs L = 7 and 300 only: its risk is
-accumulated rounding over long sweeps, and the short edge cases (L = 1) are the same code path as in fp32. bf16 (rounding 2^-8) only on a GPU: the interpreter does not support bf16 arithmetic.
+accumulated rounding over long sweeps, and the short edge cases (L = 1) are the same code path as in fp32.
+bf16 (rounding 2^-8) only on a GPU: the interpreter does not support bf16 arithmetic.
 """
 from __future__ import annotations
 
