@@ -222,7 +222,6 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
         print_summary(summary)
 
 
-
 def _int_option(option: str, text: str) -> int:
     try:
         return int(text)
