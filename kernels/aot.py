@@ -7,7 +7,7 @@ because TensorRT passes no float scalars), num_warps, and the grid as a pure fun
 stride is derivable from the shapes, so kernels take contiguous tensors and only int32 sizes.
 
 Kernel modules (scan.py, chunked.py) expose `aot_specs(config) -> list[KernelSpec]`; `kernel_specs` collects them.
-This module describes and compiles; it never launches anything.
+This module only describes: aot_compile.py compiles the specs, aot_bundle.py writes them out for C++ launchers.
 """
 from __future__ import annotations
 

@@ -24,8 +24,10 @@ every stride derived from L and the head dims (all tensors contiguous):
       num_scratch (B, H, L, dv)  fp32, forward numerators q_i^T Sf_i
       den_scratch (B, H, T, L)   fp32, forward normalisers q_i^T zf_i, one row per dv tile (T = ceil(dv / BLOCK_DV))
                                  so no two programs write the same word; untouched when NORMALIZE is False
-      grid (B*H, T, 1), block 32*num_warps threads, no dynamic shared memory of its own.
-Triton appends hidden parameters after these (see aot.py); they are recorded, not part of this convention.
+      grid (B*H, T, 1), block 32*num_warps threads; shared memory only for Triton's cross-warp reductions
+      (a few hundred bytes; the compiled value is in the AOT manifest).
+Triton appends two hidden scratch pointers after these; the kernel never reads them, so the AOT build drops them from
+the PTX entry (aot_compile.py) and the compiled entry declares exactly the eight parameters above.
 """
 from __future__ import annotations
 
