@@ -1,0 +1,71 @@
+"""`lion_chunked`: the chunked Triton kernels as a differentiable PyTorch op.
+
+The autograd Function is what lets a model train through the fused kernels with no code change: gradients reach
+q, k, v and the log decays a (LION-S / LION-D decays are trained). Validation lives here, at the public entry; the
+launchers in chunked.py assume contiguous, checked tensors.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .chunked import check_problem, chunked_backward, chunked_forward
+
+#: input dtypes the kernels take; fp64 computes in fp64 (for gradcheck), everything else in fp32
+INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+class LionChunkedFunction(torch.autograd.Function):
+    """y = LION chunked attention of (q, k, v, a); saves the inputs and, when normalising, fp32 num and den."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, normalize: bool,
+                eps: float, chunk_size: int) -> torch.Tensor:
+        y, num, den = chunked_forward(q, k, v, a, normalize=normalize, eps=eps, chunk_size=chunk_size)
+        if normalize:
+            # every dv tile wrote the same complete normaliser: keep one row, free the rest
+            den = den[:, :, 0].contiguous()
+        else:
+            num, den = None, None   # the unnormalised backward needs neither
+        ctx.save_for_backward(q, k, v, a, num, den)
+        ctx.options = {"normalize": normalize, "eps": eps, "chunk_size": chunk_size}
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: torch.Tensor):
+        q, k, v, a, num, den = ctx.saved_tensors
+        if num is None:
+            num = den = a
+        dq, dk, dv, da = chunked_backward(q, k, v, a, dy.contiguous(), num, den, **ctx.options)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), da.to(a.dtype), None, None, None
+
+
+def lion_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, *, normalize: bool,
+                 eps: float, chunk_size: int) -> torch.Tensor:
+    """LION attention in the chunked form with the fused Triton kernels, differentiable in q, k, v and a.
+
+    q, k: (B, H, L, dk); v: (B, H, L, dv), all fp32 / fp16 / bf16 (or fp64); a: (B, H, L) log decays <= 0,
+    fp32 (fp64 for fp64 inputs). Returns (B, H, L, dv) in q's dtype. Needs CUDA tensors, or TRITON_INTERPRET=1.
+    """
+    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or a.shape != q.shape[:3]:
+        raise ValueError(f"expected q, k (B, H, L, dk), v (B, H, L, dv), a (B, H, L); got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}, {tuple(a.shape)}")
+    if q.dtype not in INPUT_DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"the chunked kernels take q, k, v of one dtype among {INPUT_DTYPES}; got "
+                         f"{q.dtype}, {k.dtype}, {v.dtype}")
+    compute = torch.float64 if q.dtype == torch.float64 else torch.float32
+    if a.dtype != compute:
+        raise ValueError(f"log decays must be {compute} for {q.dtype} inputs, got {a.dtype}")
+    if len({x.device for x in (q, k, v, a)}) != 1:
+        raise ValueError("q, k, v and the log decays must be on one device")
+    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("the chunked Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+    length, dk, dv = q.shape[2], q.shape[3], v.shape[3]
+    check_problem(dk, dv, chunk_size)
+    if length * max(dk, dv) >= 2**31:
+        raise ValueError(f"sequence too long for the kernels' int32 token offsets: L={length}")
+    return LionChunkedFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(),
+                                     bool(normalize), float(eps), int(chunk_size))
