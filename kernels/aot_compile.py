@@ -182,22 +182,30 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
                       progress: Callable[[str], None]) -> dict[str, dict]:
     """Run this module in a Python without TRITON_INTERPRET; read back the files it writes."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    # the child must import this very package tree (not, say, a source checkout in its working directory)
+    package_root = str(Path(sys.modules[__package__.partition(".")[0]].__file__).parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="lion-aot-") as tmp:
         cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--config",
                json.dumps(dataclasses.asdict(config)), "--out", tmp]
-        # stdout carries one JSON line per event: {"done": name} or {"error": message}; stderr goes to a log whose
-        # last line explains a crash. The child runs in the temp dir so that `-m` cannot pick up a source checkout
-        # in the current directory instead of the installed package.
+        # stdout carries one JSON line per event: {"done": name} or {"error": message} (other lines, such as
+        # Triton's own reports, are skipped); stderr goes to a log whose last line explains a crash. The child runs
+        # in the temp dir so that `-m` cannot pick up a source checkout in the current directory.
         log_path = Path(tmp) / "compile.log"
         with open(log_path, "w") as log, subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=log,
                                                           text=True) as child:
             assert child.stdout is not None
             error = None
             for line in child.stdout:
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = None
+                if not isinstance(event, dict):
+                    continue
                 if "done" in event:
                     progress(event["done"])
-                else:
+                elif "error" in event:
                     error = event["error"]
         if error is None and child.returncode != 0:
             lines = [line for line in log_path.read_text().splitlines() if line.strip()]
