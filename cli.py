@@ -231,16 +231,18 @@ def _int_option(option: str, text: str) -> int:
 
 
 @main.command("compile-kernels")
-@click.option("--arch", help="GPU target: sm_80, sm_86, sm_87 (Jetson Orin), sm_89 or sm_90.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+@click.option("--arch", metavar="SM", help="GPU target, e.g. sm_87 (Jetson Orin); an unknown one lists the others.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), metavar="DIR",
               help="Directory for the .ptx/.cubin files and manifest.json (created if missing).")
-@click.option("--dtype", default="fp16", show_default=True, help="Element type of q, k, v, y: fp16, bf16 or fp32.")
-@click.option("--head-dim", default="64", show_default=True, help="dk, the query/key head dim.")
-@click.option("--head-dim-v", help="dv, the value head dim (default: --head-dim).")
-@click.option("--chunk-size", default="64", show_default=True, help="Chunk size of the chunked kernels.")
+@click.option("--dtype", default="fp16", show_default=True, metavar="DTYPE",
+              help="Element type of q, k, v, y: fp16, bf16 or fp32.")
+@click.option("--head-dim", default="64", show_default=True, metavar="N", help="dk, the query/key head dim.")
+@click.option("--head-dim-v", metavar="N", help="dv, the value head dim (default: --head-dim).")
+@click.option("--chunk-size", default="64", show_default=True, metavar="N", help="Chunk size of the chunked kernels.")
 @click.option("--normalize/--no-normalize", default=True, show_default=True,
               help="Divide by the LION normaliser (vision models) or not (MLM).")
-@click.option("--eps", default="1e-6", show_default=True, help="The normaliser's eps (baked into the PTX).")
+@click.option("--eps", default="1e-6", show_default=True, metavar="X",
+              help="The normaliser's eps (baked into the PTX).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, head_dim: str, head_dim_v: str | None,
                             chunk_size: str, normalize: bool, eps: str, debug: bool) -> None:
