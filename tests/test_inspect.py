@@ -7,11 +7,14 @@ import json
 
 import onnx
 import pytest
+import torch
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from lion_export.console.cli import main
+from lion_export.export import export_onnx
 from lion_export.inspect import OnnxFileError, load_onnx_model, summarize
+from lion_export.models import create_model
 
 
 @pytest.fixture
@@ -70,3 +73,15 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path, content):
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert str(path.name) in result.stderr
+
+
+def test_recurrent_export_shows_its_custom_node_and_local_function(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vit-tiny", mask="selective", dim=32, depth=2, num_heads=2, img_size=32, num_classes=5)
+    summary = summarize(export_onnx(model, tmp_path / "rec.onnx", mode="recurrent"))
+    assert summary.custom_nodes == {"lion.SelectiveScan": 2}                      # one per mixer
+    (function,) = summary.local_functions
+    assert function["name"] == "lion.SelectiveScan" and function["inputs"] == ["q", "k", "v", "log_decay"]
+    assert summary.function_op_histogram.get("Scan", 0) >= 1
+    assert summary.metadata["mode"] == "recurrent" and summary.metadata["variants"] == "LION-S"
+    assert summary.dynamic_axes["images"] == {0: "batch"}

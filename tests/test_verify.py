@@ -229,9 +229,9 @@ def _cli(*args: str):
 
 def test_cli_verify_passes_and_writes_the_report(vision_files, tmp_path):
     checkpoint, onnx_file = vision_files
-    result = _cli(checkpoint, onnx_file, "--report", tmp_path / "out" / "report.json")
+    result = _cli(checkpoint, onnx_file, "--report", tmp_path / "out" / "report.json", "--optimization", "disable")
     assert result.exit_code == 0, result.output
-    assert "PASSED" in result.output and "B=3 L=5" in result.output
+    assert "PASSED" in result.output and "B=3 L=5" in result.output and "optimisation disable" in result.output
     assert json.loads((tmp_path / "out" / "report.json").read_text())["passed"] is True
     assert (tmp_path / "out" / "report.errors.png").stat().st_size > 0
 

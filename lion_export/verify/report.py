@@ -85,9 +85,9 @@ def print_report(report: VerificationReport, console=None) -> None:
 
     console = console or Console()
     tol = report.tolerance
-    title = f"Parity: {Path(report.onnx_path).name} ({report.mode or 'unknown mode'}, {report.dtype}) " \
-            f"vs {report.reference}"
-    table = Table(title=escape(title), title_justify="left")
+    title = f"Parity: {Path(report.onnx_path).name} ({report.mode or 'unknown mode'}, {report.dtype})"
+    caption = f"expected: {report.reference}; actual: {report.actual}"
+    table = Table(title=escape(title), caption=escape(caption), title_justify="left", caption_justify="left")
     for column in ("case", "output", "shape", "max abs err", "max rel err", "cosine", "result"):
         table.add_column(column, justify="right" if column.startswith(("max", "cos")) else "left")
     for case in report.cases:
