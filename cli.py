@@ -6,6 +6,7 @@ subcommand name means `lion-export export model.pt ...`, the main job.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -62,6 +63,19 @@ def _positive_int(option: str, text: str | None) -> int | None:
     return value
 
 
+def _check_report_target(path: Path | None) -> None:
+    """Refuse a --report path that could not be written before exporting, not after."""
+    if path is None:
+        return
+    if path.is_dir():
+        _verify_bad_input(f"--report {path} is a directory; give a file name such as {path / 'report.json'}")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        _verify_bad_input(f"--report {path} cannot be created: {ancestor} is not a writable directory")
+
+
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--mode", default="chunked", show_default=True, metavar="MODE",
@@ -77,7 +91,7 @@ def _positive_int(option: str, text: str | None) -> int | None:
 @click.option("--seq-len", metavar="N", help="Tokens in the traced example (text models; default min(128, max_len)).")
 @click.option("--static", is_flag=True, help="Freeze batch and sequence axes to the example's sizes.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the parity report as JSON here (and an error histogram PNG next to it).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")
@@ -105,6 +119,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
         _verify_bad_input(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     if no_verify and report_path is not None:
         _verify_bad_input("--report needs the parity check: drop --no-verify")
+    _check_report_target(report_path)
     chunk = _positive_int("--chunk-size", chunk_size)
     batch_size = _positive_int("--batch", batch)
     length = _positive_int("--seq-len", seq_len)

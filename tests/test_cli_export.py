@@ -15,8 +15,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lion_export import create_model, load_checkpoint, save_checkpoint
+from lion_export import create_model, load_checkpoint, save_checkpoint, save_safetensors
 from lion_export.console.cli import main
+from lion_export.export import DEFAULT_OPSET, MIN_OPSET
 from lion_export.export.selective_scan import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE
 from lion_export.verify import verify_onnx
 
@@ -72,15 +73,18 @@ def test_text_export_is_verified_at_three_lengths(tmp_path, mask, mode, dtype):
         assert not {n.op_type for n in proto.graph.node} & {"Loop", "Scan", "If"}
 
 
-@pytest.mark.parametrize("mode", ["parallel", "chunked", "recurrent"])
-def test_vision_export_is_verified(tmp_path, mode):
+@pytest.mark.parametrize("mode, opset", [("parallel", None), ("chunked", 20), ("recurrent", MIN_OPSET)])
+def test_vision_export_is_verified(tmp_path, mode, opset):
     checkpoint = _checkpoint(tmp_path, "vit-tiny", mask="selective", **VISION)
     out = tmp_path / "out" / "vit.onnx"
     out.parent.mkdir()
-    result = _run(checkpoint, "--mode", mode, "-o", out, "--chunk-size", 8, "--quiet")
+    result = _run(checkpoint, "--mode", mode, "-o", out, "--chunk-size", 8, "--quiet",
+                  *(["--opset", opset] if opset else []))
     assert result.exit_code == 0, result.output + result.stderr
     assert result.output.strip() == f"wrote {out}; parity PASSED"
     proto = onnx.load(out)
+    assert {o.domain: o.version for o in proto.opset_import}[""] == (opset or DEFAULT_OPSET)
+    assert all({o.domain: o.version for o in f.opset_import}[""] == (opset or DEFAULT_OPSET) for f in proto.functions)
     dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in (*proto.graph.input, *proto.graph.output)]
     assert dims == [["batch", 3, 32, 32], ["batch", 5]]
@@ -97,6 +101,21 @@ def test_export_subcommand_name_and_no_verify(tmp_path):
     assert result.output.strip() == f"wrote {tmp_path / 'model.onnx'} (not verified)"
     proto = onnx.load(tmp_path / "model.onnx")
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 32, 32]
+
+
+def test_safetensors_with_config_and_pickled_module_with_allow_pickle(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vit-tiny", mask="lit", **VISION)
+    weights, config = save_safetensors(model, tmp_path / "w.safetensors", tmp_path / "cfg.json")
+    result = _run(weights, "--config", config, "--mode", "recurrent", "--quiet")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.output.strip() == f"wrote {tmp_path / 'w.onnx'}; parity PASSED"
+
+    torch.save(model, tmp_path / "module.pt")                         # a whole pickled nn.Module
+    assert _run(tmp_path / "module.pt", "--no-verify").exit_code == 2
+    result = _run(tmp_path / "module.pt", "--allow-pickle", "--mode", "recurrent", "--quiet")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert (tmp_path / "module.onnx").is_file()
 
 
 def _bad_cases(tmp_path: Path) -> dict[str, list[str]]:
@@ -131,6 +150,8 @@ def _bad_cases(tmp_path: Path) -> dict[str, list[str]]:
         "sequence longer than max_len": [good, "--seq-len", "65"],
         "dynamic batch traced from one": [good, "--batch", "1"],
         "report without verification": [good, "--no-verify", "--report", tmp_path / "r.json"],
+        "report under a file": [good, "--report", tmp_path / "a_file" / "r.json"],
+        "report is a directory": [good, "--report", tmp_path / "a_dir"],
     }
 
 
