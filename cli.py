@@ -170,6 +170,19 @@ def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None,
         raise SystemExit(1)
 
 
+def _tolerance_option(option: str, text: str | None) -> float | None:
+    """A tolerance parsed here, not by click, so a bad value is one line."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        _verify_bad_input(f"{option} must be a number >= 0, got {text!r}")
+    return value
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -177,30 +190,37 @@ def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None,
               help="inputs.npz with one array per graph input (instead of generated inputs).")
 @click.option("--seq-lens", help="Comma-separated token counts, e.g. 17,197,1024 (default: trace length, another, "
                                  "one not a multiple of the chunk size).")
-@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Batch size of generated inputs.")
-@click.option("--atol", type=click.FloatRange(min=0), help="Absolute tolerance (default: by dtype).")
-@click.option("--rtol", type=click.FloatRange(min=0), help="Relative tolerance (default: by dtype).")
+@click.option("--batch", default="2", show_default=True, help="Batch size of generated inputs.")
+@click.option("--atol", help="Absolute tolerance (default: by dtype, see lion_export/verify/tolerances.py).")
+@click.option("--rtol", help="Relative tolerance (default: by dtype).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON report here (and an error histogram PNG next to it).")
-@click.option("--optimization", type=click.Choice(["all", "extended", "basic", "disable"]), default="all",
-              show_default=True, help="onnxruntime graph optimisation level.")
-@click.option("--allow-pickle", is_flag=True, help="Allow loading pickled (non-safetensors) checkpoints.")
+@click.option("--optimization", default="all", show_default=True,
+              help="onnxruntime graph optimisation level: all, extended, basic or disable.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")
+@click.option("--allow-pickle", is_flag=True,
+              help="Accept checkpoints that need full unpickling (runs code from the file: trusted files only).")
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str | None, batch: int,
-           atol: float | None, rtol: float | None, report_path: Path | None, optimization: str,
+def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str | None, batch: str,
+           atol: str | None, rtol: str | None, report_path: Path | None, optimization: str, config_path: Path | None,
            allow_pickle: bool, quiet: bool, debug: bool) -> None:
     """Prove ONNX_FILE computes what CHECKPOINT computes in eager PyTorch; exit 1 on a parity failure."""
     from lion_export.checkpoint import CheckpointError, load_checkpoint
     from lion_export.inspect import OnnxFileError
     from lion_export.verify import InputsError, print_report, verify_onnx, write_report
+    from lion_export.verify.onnxruntime_runner import OPTIMIZATION_LEVELS
 
     lengths = _parse_seq_lens(seq_lens)
+    batch_size = _positive_int("--batch", batch)
+    bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
+    if optimization not in OPTIMIZATION_LEVELS:
+        _verify_bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
     try:
-        model = load_checkpoint(checkpoint, allow_pickle=allow_pickle)
-        report = verify_onnx(model, onnx_file, seq_lens=lengths, batch=batch, atol=atol, rtol=rtol, inputs=inputs,
-                             optimization=optimization, progress=not quiet)
+        model = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path)
+        report = verify_onnx(model, onnx_file, seq_lens=lengths, batch=batch_size, atol=bounds["--atol"],
+                             rtol=bounds["--rtol"], inputs=inputs, optimization=optimization, progress=not quiet)
         if report_path is not None:
             write_report(report, report_path)
     except (CheckpointError, OnnxFileError, InputsError, ValueError, OSError) as exc:

@@ -256,7 +256,10 @@ def test_cli_verify_bad_input_is_one_line_and_exit_2(vision_files, tmp_path):
              ((checkpoint, onnx_file, "--inputs", tmp_path / "wrong.npz"), "do not match"),
              ((checkpoint, onnx_file, "--inputs", tmp_path / "shape.npz"), "axis 2 must be 32"),
              ((checkpoint, onnx_file, "--seq-lens", "17,x"), "--seq-lens"),
-             ((checkpoint, onnx_file, "--seq-lens", "17"), "fixed at 5 tokens")]
+             ((checkpoint, onnx_file, "--seq-lens", "17"), "fixed at 5 tokens"),
+             ((checkpoint, onnx_file, "--batch", "0"), "--batch"),
+             ((checkpoint, onnx_file, "--atol", "-1"), "--atol"),
+             ((checkpoint, onnx_file, "--optimization", "max"), "--optimization")]
     for args, message in cases:
         result = _cli(*args)
         assert result.exit_code == 2, (args, result.output)
