@@ -15,8 +15,9 @@ from lion_export.checkpoint import load_checkpoint, save_checkpoint
 from lion_export.console.cli import main
 from lion_export.export import export_onnx
 from lion_export.models import create_model, set_form
-from lion_export.verify import (InputsError, TOLERANCES, compare_outputs, default_seq_lens, graph_input_specs,
-                                load_inputs, tolerance_for, verify_onnx, write_report)
+from lion_export.verify import (TOLERANCES, InputsError, OnnxRuntimeRunner, TorchRunner, compare_outputs,
+                                default_seq_lens, graph_input_specs, load_inputs, tolerance_for, verify_onnx,
+                                write_report)
 from lion_export.verify.compare import compare_output
 from lion_export.verify.inputs import image_size_for_tokens, padded_attention_mask, tokens_for_image
 
@@ -97,6 +98,26 @@ def test_default_lengths_include_trace_another_and_a_non_multiple_of_the_chunk()
     assert lengths[0] == 197 and len(lengths) == 3 and len(set(lengths)) == 3
     assert any(n % 64 and n > 64 for n in lengths)
     assert max(default_seq_lens(500, 256, max_len=512)) <= 512
+
+
+# --- runners ----------------------------------------------------------------------------------------------------
+
+def test_torch_runner_uses_a_private_float64_copy_in_the_prepared_form():
+    model = set_form(_text_model(), "chunked", chunk_size=16)
+    ids = np.random.default_rng(0).integers(0, 64, (2, 37))
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    runner = TorchRunner(model, ["input_ids", "attention_mask"], ["logits"], prepare=lambda m: set_form(m, "parallel"))
+    with pytest.raises(RuntimeError, match="outside"):
+        runner.infer(feed)
+    with runner:
+        out = runner.infer(feed)["logits"]
+    assert out.dtype == np.float64
+    assert model.config.form == "chunked" and next(model.parameters()).dtype == torch.float32   # caller's untouched
+    with torch.inference_mode():
+        own = model(torch.from_numpy(ids), torch.ones(2, 37, dtype=torch.int64)).numpy()
+    np.testing.assert_allclose(own, out, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="optimization"):
+        OnnxRuntimeRunner("x.onnx", optimization="max")
 
 
 # --- end to end on tiny exports ---------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 The runner works on a deep copy of the model (the caller's module is never cast or switched to another form),
 cast to `compute_dtype` (float64 by default, so the reference's own rounding is negligible next to the export's).
-Floating inputs are cast to that dtype, integer inputs (token ids, masks) are passed as they are. Inputs are
-passed positionally in the order of `input_names`, the order the exporter traced them in.
+Floating inputs are cast to that dtype, integer inputs (token ids, masks) are passed as they are, all on the
+model's device. Inputs are passed positionally in the order of `input_names`, the order the exporter traced them in.
 """
 from __future__ import annotations
 
@@ -31,12 +31,14 @@ class TorchRunner(Runner):
         self.compute_dtype = compute_dtype
         self.prepare = prepare
         self._copy: torch.nn.Module | None = None
+        self._device = torch.device("cpu")
 
     def activate(self) -> None:
         model = copy.deepcopy(self.model).to(self.compute_dtype).eval()
         if self.prepare is not None:
             self.prepare(model)
         self._copy = model
+        self._device = next(model.parameters(), torch.empty(0)).device
 
     def deactivate(self) -> None:
         self._copy = None
@@ -45,7 +47,7 @@ class TorchRunner(Runner):
         return f"pytorch {torch.__version__} ({str(self.compute_dtype).removeprefix('torch.')})"
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
         return tensor.to(self.compute_dtype) if tensor.is_floating_point() else tensor
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
