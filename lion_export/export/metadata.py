@@ -13,13 +13,12 @@ import onnx
 from torch import nn
 
 from .. import __version__
+from ..models import LionAttention
 from ..variants import get_variant
 
 
 def model_variants(model: nn.Module) -> list[str]:
     """Display names of the LION variants the model's mixers use, in order of first appearance."""
-    from ..models import LionAttention
-
     names = [m.variant.display_name for m in model.modules() if isinstance(m, LionAttention)]
     if not names and hasattr(getattr(model, "config", None), "mask"):
         names = [get_variant(model.config.mask).display_name]

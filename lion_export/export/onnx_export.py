@@ -28,10 +28,12 @@ import onnx.version_converter
 import torch
 from torch import nn
 
+from ..checkpoint import checkpoint_sha256
 from ..forms import FORMS
+from ..models import LionAttention, set_form
 from .metadata import export_metadata, set_metadata
 from .opsets import MIN_OPSET, resolve_opset
-from .selective_scan import (DOMAIN, OP_TYPE, attach_selective_scan_function, route_recurrent_to_selective_scan)
+from .selective_scan import DOMAIN, OP_TYPE, attach_selective_scan_function, route_recurrent_to_selective_scan
 from .signature import GraphSignature, graph_signature
 
 MODES = FORMS
@@ -87,8 +89,6 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _prepare(model: nn.Module, mode: str, chunk_size: int, dtype: str) -> nn.Module:
-    from ..models import set_form
-
     work = copy.deepcopy(model).eval().to(DTYPES[dtype])
     return set_form(work, mode, chunk_size)
 
@@ -117,8 +117,6 @@ def _trace(model: nn.Module, signature: GraphSignature, mode: str, opset: int) -
 
 
 def _mixer_count(model: nn.Module) -> int:
-    from ..models import LionAttention
-
     return sum(isinstance(m, LionAttention) for m in model.modules())
 
 
@@ -193,10 +191,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     path = Path(path)
     _check_target(path)
     report = progress or (lambda _step: None)
-    sha256 = None
-    if checkpoint_path is not None:
-        from ..checkpoint import checkpoint_sha256
-        sha256 = checkpoint_sha256(checkpoint_path)
+    sha256 = None if checkpoint_path is None else checkpoint_sha256(checkpoint_path)
 
     report(f"preparing the {mode} form ({dtype})")
     work = _prepare(model, mode, chunk_size, dtype)

@@ -168,10 +168,6 @@ def selective_scan_function(opset: int) -> onnx.FunctionProto:
                                 doc_string="LION bidirectional recurrence (LION-REFERENCE.md, recurrent form)")
 
 
-def uses_selective_scan(model: onnx.ModelProto) -> bool:
-    return any(node.domain == DOMAIN and node.op_type == OP_TYPE for node in model.graph.node)
-
-
 def attach_selective_scan_function(model: onnx.ModelProto) -> None:
     """Add the local function (replacing any of the same name) and the `lion` opset import, in place."""
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -184,4 +180,4 @@ def attach_selective_scan_function(model: onnx.ModelProto) -> None:
 
 __all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "INPUTS", "OUTPUTS", "node_attributes",
            "selective_scan_node", "route_recurrent_to_selective_scan", "selective_scan_function",
-           "uses_selective_scan", "attach_selective_scan_function"]
+           "attach_selective_scan_function"]
