@@ -121,6 +121,7 @@ def test_recurrent_export_has_one_custom_node_per_mixer_and_its_function(recurre
     _, _, proto = recurrent_text
     scans = [n for n in proto.graph.node if n.domain == DOMAIN]
     assert [n.op_type for n in scans] == [OP_TYPE] * TEXT["depth"]
+    assert [n.name for n in scans] == [f"{OP_TYPE}_{i}" for i in range(TEXT["depth"])]
     for node in scans:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         assert attrs == {"normalize": 0, "eps": pytest.approx(1e-6), "plugin_namespace": PLUGIN_NAMESPACE.encode()}

@@ -134,11 +134,13 @@ def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None
 
 def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, mode: str) -> None:
     if mode == "recurrent":
-        scans = sum(node.op_type == OP_TYPE and node.domain == DOMAIN for node in proto.graph.node)
+        scans = [node for node in proto.graph.node if node.op_type == OP_TYPE and node.domain == DOMAIN]
         mixers = _mixer_count(model)
-        if scans != mixers:
-            raise ExportError(f"recurrent export produced {scans} {DOMAIN}.{OP_TYPE} nodes for {mixers} LION "
+        if len(scans) != mixers:
+            raise ExportError(f"recurrent export produced {len(scans)} {DOMAIN}.{OP_TYPE} nodes for {mixers} LION "
                               "mixers; every mixer must become exactly one node")
+        for index, node in enumerate(scans):                      # names TensorRT's layer list will show
+            node.name = f"{OP_TYPE}_{index}"
         attach_selective_scan_function(proto)
     _name_output_axes(proto, signature)
 
