@@ -33,7 +33,7 @@ def plot_error_histogram(report: VerificationReport, path: str | Path) -> Path:
     ax.set_xlabel("log10 |onnx - pytorch|")
     ax.set_ylabel("elements")
     ax.set_yscale("log")
-    ax.set_title(f"{Path(report.onnx_path).name}: {report.mode or ''} {report.dtype}")
+    ax.set_title(f"{Path(report.onnx_path).name}: {report.mode or 'unknown mode'}, {report.dtype}")
     ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)
