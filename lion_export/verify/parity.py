@@ -110,7 +110,7 @@ def _vision_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int
 
 
 def _text_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int] | None, batch: int,
-                rng: np.random.Generator) -> tuple[str, list[Case]]:
+                rng: np.random.Generator, notes: list[str]) -> tuple[str, list[Case]]:
     by_name = {s.name: s for s in specs}
     ids = by_name.get("input_ids") or next((s for s in specs if s.dtype.kind in "iu"), None)
     if ids is None or len(ids.shape) != 2:
@@ -124,6 +124,7 @@ def _text_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int] 
             raise ValueError(f"the export's sequence length is static ({ids.shape[1]}); "
                              f"it cannot be verified at lengths {seq_lens}")
         lengths = [ids.shape[1]]
+        notes.append(f"the export's sequence length is static: verified at its {ids.shape[1]} tokens only")
     else:
         trace = _meta_int(meta, "seq_len", "trace_seq_len") or min(128, config.max_len)
         lengths = seq_lens or default_seq_lens(trace, _meta_int(meta, "chunk_size") or config.chunk_size,
@@ -201,7 +202,7 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     elif config.kind == "vision":
         varied, cases = _vision_cases(config, specs, meta, seq_lens, batch, rng, notes)
     else:
-        varied, cases = _text_cases(config, specs, meta, seq_lens, batch, rng)
+        varied, cases = _text_cases(config, specs, meta, seq_lens, batch, rng, notes)
     ref_dtype = _reference_dtype(config, cases)
     if ref_dtype != torch.float64:
         notes.append("reference ran in float32: float64 score matrices would exceed "
