@@ -278,9 +278,11 @@ def _int_option(option: str, text: str) -> int:
               help="Divide by the LION normaliser (vision models) or not (MLM).")
 @click.option("--eps", default="1e-6", show_default=True, metavar="X",
               help="The normaliser's eps (baked into the PTX).")
+@click.option("--ptx-version", default="8.0", show_default=True, metavar="X.Y",
+              help="PTX ISA version: 8.0 loads on every CUDA 12+ driver (JetPack 6 included); newer needs newer.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, head_dim: str, head_dim_v: str | None,
-                            chunk_size: str, normalize: bool, eps: str, debug: bool) -> None:
+                            chunk_size: str, normalize: bool, eps: str, ptx_version: str, debug: bool) -> None:
     """Compile the Triton kernels ahead of time for one GPU (no GPU needed): PTX, cubin and a launch manifest."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -288,7 +290,7 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
     from lion_export.kernels.aot import KernelConfig, kernel_specs
     from lion_export.kernels.aot_bundle import write_kernel_bundle
     from lion_export.kernels.aot_compile import KernelCompileError, compile_kernels
-    from lion_export.kernels.targets import target
+    from lion_export.kernels.targets import check_ptx_version, parse_ptx_version, ptx_version_text, target
 
     if arch is None or out_dir is None:
         _verify_bad_input("compile-kernels needs --arch (e.g. sm_87) and --out DIR")
@@ -298,6 +300,8 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
         _verify_bad_input(f"--eps must be a number, got {eps!r}")
     try:
         gpu = target(arch)
+        ptx = parse_ptx_version(ptx_version)
+        check_ptx_version(gpu, ptx)
         config = KernelConfig(dtype=dtype, head_dim=_int_option("--head-dim", head_dim),
                               head_dim_v=None if head_dim_v is None else _int_option("--head-dim-v", head_dim_v),
                               normalize=normalize, eps=float_eps, chunk_size=_int_option("--chunk-size", chunk_size))
@@ -306,7 +310,7 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
         with Progress(TextColumn("compiling for {task.fields[arch]}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("", total=count, arch=gpu.name)
-            kernels = compile_kernels(gpu.name, config,
+            kernels = compile_kernels(gpu.name, config, ptx_version=ptx,
                                       progress=lambda name: progress.update(task, advance=1, description=name))
         manifest_path = write_kernel_bundle(out_dir, kernels, config)
     except (KernelCompileError, ValueError, OSError) as exc:
@@ -318,7 +322,8 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
         click.echo(f"{kernel.spec.name}: entry {kernel.entry}, grid ({grid}), {kernel.spec.threads_per_block} "
                    f"threads, {kernel.shared_mem} B shared, {len(kernel.ptx_params)} PTX params "
                    f"({len(kernel.hidden_params)} hidden, {len(kernel.stripped_params)} unused hidden dropped)")
-    click.echo(f"wrote {len(kernels)} kernels for {gpu.name} to {manifest_path.parent} (see {manifest_path.name})")
+    click.echo(f"wrote {len(kernels)} kernels for {gpu.name} (PTX {ptx_version_text(ptx)}) to {manifest_path.parent} "
+               f"(see {manifest_path.name})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .aot import KernelConfig, ProblemShape
 from .aot_compile import POINTER_ALIGNMENT, CompiledKernel
+from .targets import min_cuda_driver, ptx_version_text
 
 MANIFEST = "manifest.json"
 FORMAT = "lion-export-kernels/1"
@@ -94,6 +95,9 @@ def manifest(kernels: list[CompiledKernel], config: KernelConfig) -> dict:
     return {
         "format": FORMAT,
         "target": {"name": target.name, "compute_capability": target.capability, "devices": target.devices},
+        "ptx_version": ptx_version_text(kernels[0].ptx_version),
+        # the oldest CUDA driver that can load (JIT-compile) the PTX; the cubins need a driver for this GPU only
+        "min_cuda_driver": min_cuda_driver(kernels[0].ptx_version),
         "triton_version": kernels[0].triton_version,
         "config": asdict(config),
         "calling_convention": ("kernel(input pointers..., int32 scalars..., output pointers..., hidden params if "

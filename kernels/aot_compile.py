@@ -31,7 +31,8 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 from .aot import KernelConfig, KernelSpec, ProblemShape, kernel_specs
-from .targets import DEFAULT_SHARED_MEM, WARP_SIZE, Target, target as lookup_target
+from .targets import (DEFAULT_PTX_VERSION, DEFAULT_SHARED_MEM, WARP_SIZE, Target, check_ptx_version,
+                      target as lookup_target)
 
 #: pointers of every tensor argument are promised 16-byte aligned (TensorRT and torch allocate at >= 256 bytes),
 #: which lets Triton vectorise loads; a launcher must honour it
@@ -66,6 +67,7 @@ class CompiledKernel:
     entry: str                       # the PTX `.entry` name a launcher looks up
     stripped_params: tuple[str, ...]  # unused hidden parameters removed from Triton's PTX (names)
     ptx_target: str                  # the PTX `.target`: "sm_87", or "sm_90a" where Triton uses sm_90's extras
+    ptx_version: int                 # the PTX ISA version (80 = 8.0), which decides the oldest driver that loads it
     ptx: str
     cubin: bytes
     ptx_params: tuple[PtxParam, ...]
@@ -158,13 +160,13 @@ def _ptx_target(ptx: str) -> str:
     return found.group(1) if found else ""
 
 
-def _compile_raw(spec: KernelSpec, gpu: Target) -> dict:
+def _compile_raw(spec: KernelSpec, gpu: Target, ptx_version: int) -> dict:
     """Compile in this process (spec.fn must be a real JITFunction): the products as plain data."""
     source = ASTSource(spec.fn, spec.signature, constexprs=spec.constexprs, attrs=_triton_attrs(spec))
     try:
         compiled = triton.compile(source, target=gpu.gpu_target(),
                                   options={"num_warps": spec.num_warps, "num_stages": spec.num_stages,
-                                           "enable_fp_fusion": True})
+                                           "enable_fp_fusion": True, "ptx_version": ptx_version})
     except Exception as err:  # Triton raises many types; the message is what the user needs
         raise KernelCompileError(f"{spec.name} failed to compile for {gpu.name}: {err}") from err
     meta = compiled.metadata
@@ -178,7 +180,7 @@ def _compile_raw(spec: KernelSpec, gpu: Target) -> dict:
             "profile_scratch_size": meta.profile_scratch_size, "triton_version": meta.triton_version}
 
 
-def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig,
+def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig, ptx_version: int,
                       progress: Callable[[str], None]) -> dict[str, dict]:
     """Run this module in a Python without TRITON_INTERPRET; read back the files it writes."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
@@ -186,8 +188,8 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
     package_root = str(Path(sys.modules[__package__.partition(".")[0]].__file__).parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="lion-aot-") as tmp:
-        cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--config",
-               json.dumps(dataclasses.asdict(config)), "--out", tmp]
+        cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--ptx-version", str(ptx_version),
+               "--config", json.dumps(dataclasses.asdict(config)), "--out", tmp]
         # stdout carries one JSON line per event: {"done": name} or {"error": message} (other lines, such as
         # Triton's own reports, are skipped); stderr goes to a log whose last line explains a crash. The child runs
         # in the temp dir so that `-m` cannot pick up a source checkout in the current directory.
@@ -222,17 +224,19 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
         return raw
 
 
-def compile_kernels(target: str, config: KernelConfig,
-                    progress: Callable[[str], None] = lambda name: None) -> list[CompiledKernel]:
-    """Every registered kernel for `config`, compiled for `target` ("sm_87"); `progress(name)` after each one."""
+def compile_kernels(target: str, config: KernelConfig, progress: Callable[[str], None] = lambda name: None,
+                    ptx_version: int = DEFAULT_PTX_VERSION) -> list[CompiledKernel]:
+    """Every registered kernel for `config`, compiled for `target` ("sm_87") as PTX of ISA `ptx_version` (80 = 8.0)
+    and its cubin; `progress(name)` after each kernel."""
     gpu = lookup_target(target)
+    check_ptx_version(gpu, ptx_version)
     specs = kernel_specs(config)
     if specs and not all(isinstance(spec.fn, JITFunction) for spec in specs):
-        raw = _compile_in_child(specs, gpu, config, progress)
+        raw = _compile_in_child(specs, gpu, config, ptx_version, progress)
     else:
         raw = {}
         for spec in specs:
-            raw[spec.name] = _compile_raw(spec, gpu)
+            raw[spec.name] = _compile_raw(spec, gpu, ptx_version)
             progress(spec.name)
     kernels = []
     for spec in specs:
@@ -243,7 +247,7 @@ def compile_kernels(target: str, config: KernelConfig,
         params = parse_ptx_params(products["ptx"], products["entry"])
         _check_convention(spec, params)
         products["stripped_params"] = tuple(products["stripped_params"])
-        kernels.append(CompiledKernel(spec=spec, target=gpu, ptx_params=params,
+        kernels.append(CompiledKernel(spec=spec, target=gpu, ptx_params=params, ptx_version=ptx_version,
                                       ptx_target=_ptx_target(products["ptx"]), **products))
     return kernels
 
@@ -251,13 +255,15 @@ def compile_kernels(target: str, config: KernelConfig,
 def _child_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description="compile the LION kernels (internal: used by compile_kernels)")
     parser.add_argument("--target", required=True)
+    parser.add_argument("--ptx-version", required=True, type=int)
     parser.add_argument("--config", required=True, help="KernelConfig fields as JSON")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
         gpu = lookup_target(args.target)
+        check_ptx_version(gpu, args.ptx_version)
         for spec in kernel_specs(KernelConfig(**json.loads(args.config))):
-            products = _compile_raw(spec, gpu)
+            products = _compile_raw(spec, gpu, args.ptx_version)
             (args.out / f"{spec.name}.ptx").write_text(products.pop("ptx"))
             (args.out / f"{spec.name}.cubin").write_bytes(products.pop("cubin"))
             (args.out / f"{spec.name}.json").write_text(json.dumps(products))

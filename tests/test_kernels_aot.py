@@ -49,6 +49,8 @@ def test_every_registered_kernel_compiles_to_ptx_and_cubin(compiled: list[Compil
         assert re.search(rf"^\.target\s+{kernel.ptx_target}$", kernel.ptx, re.M), kernel.spec.name
         assert f".entry {kernel.entry}(" in kernel.ptx
         assert kernel.cubin[:4] == b"\x7fELF"             # ptxas (bundled with Triton) assembled it
+        # PTX 8.0 by default (loads on every CUDA 12 driver), not the bundled ptxas's newest ISA
+        assert kernel.ptx_version == 80 and re.search(r"^\.version 8\.0$", kernel.ptx, re.M)
 
 
 def test_ptx_parameters_follow_the_calling_convention(compiled: list[CompiledKernel]) -> None:
@@ -113,6 +115,11 @@ def test_bad_targets_and_specs_are_rejected() -> None:
     assert target("87") is TARGETS["sm_87"]
     with pytest.raises(ValueError, match="dtype"):
         KernelConfig(dtype="int8")
+    # checked before Triton sees it: LLVM would abort the whole process on PTX 7.8 for sm_90a
+    with pytest.raises(ValueError, match="PTX version 7.8 is not available for sm_90"):
+        compile_kernels("sm_90", CONFIG, ptx_version=78)
+    with pytest.raises(ValueError, match="PTX version 12.0 is not available"):
+        compile_kernels("sm_80", CONFIG, ptx_version=120)
     fn = kernel_specs(CONFIG)[0].fn
     shape = lambda s: (s.batch,)  # noqa: E731
     out_of_order = (TensorArg("y", "output", "fp16", shape, "(B,)"), ScalarArg("L", lambda s: s.length, "L"))
@@ -131,6 +138,7 @@ def test_compile_kernels_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["target"]["name"] == "sm_87" and manifest["config"]["dtype"] == "fp16"
+    assert manifest["ptx_version"] == "8.0" and manifest["min_cuda_driver"] == "12.0"
     assert [k["name"] for k in manifest["kernels"]] == [s.name for s in kernel_specs(CONFIG)]
     for entry in manifest["kernels"]:
         ptx = (out / entry["ptx"]).read_text()
@@ -155,6 +163,8 @@ def test_compile_kernels_command(tmp_path: Path) -> None:
     (["--arch", "sm_99"], "unknown GPU target 'sm_99'"),
     (["--arch", "sm_87", "--dtype", "int8"], "dtype must be one of"),
     (["--arch", "sm_87", "--head-dim", "x"], "--head-dim must be an integer"),
+    (["--arch", "sm_87", "--ptx-version", "eight"], "a PTX version looks like 8.0"),
+    (["--arch", "sm_87", "--ptx-version", "7.0"], "PTX version 7.0 is not available for sm_87"),
     ([], "needs --arch"),
 ])
 def test_compile_kernels_command_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
