@@ -49,13 +49,10 @@ def _config(model: torch.nn.Module):
     return config
 
 
-def _meta_int(meta: dict, *keys: str) -> int | None:
-    for key in keys:
-        if isinstance(meta.get(key), int):
-            return meta[key]
-        if isinstance(meta.get(key), str) and meta[key].isdigit():
-            return int(meta[key])
-    return None
+def _meta_int(meta: dict, key: str) -> int | None:
+    """An integer metadata_props entry written by the exporter (lion_export/export/metadata.py), if present."""
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def default_seq_lens(trace_len: int, chunk_size: int, max_len: int | None = None) -> list[int]:
@@ -99,7 +96,7 @@ def _vision_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int
                      f"{reason}: verified at batch sizes {', '.join(map(str, batches))} instead")
         return "batch", [Case(f"B={b} L={trace}", trace, b,
                               make_image_feed(image, b, config.img_size, config.img_size, rng)) for b in batches]
-    lengths = seq_lens or default_seq_lens(_meta_int(meta, "seq_len", "trace_seq_len") or trace,
+    lengths = seq_lens or default_seq_lens(_meta_int(meta, "trace_seq_len") or trace,
                                            _meta_int(meta, "chunk_size") or config.chunk_size)
     cases = []
     for length in lengths:
@@ -126,7 +123,7 @@ def _text_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int] 
         lengths = [ids.shape[1]]
         notes.append(f"the export's sequence length is static: verified at its {ids.shape[1]} tokens only")
     else:
-        trace = _meta_int(meta, "seq_len", "trace_seq_len") or min(128, config.max_len)
+        trace = _meta_int(meta, "trace_seq_len") or min(128, config.max_len)
         lengths = seq_lens or default_seq_lens(trace, _meta_int(meta, "chunk_size") or config.chunk_size,
                                                config.max_len)
     too_long = [n for n in lengths if n > config.max_len]
