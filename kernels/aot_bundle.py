@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .aot import KernelConfig, ProblemShape
 from .aot_compile import POINTER_ALIGNMENT, CompiledKernel
-from .targets import min_cuda_driver, ptx_version_text
+from .targets import min_cuda_driver, ptx_version_text, ptxas_cuda_version
 
 MANIFEST = "manifest.json"
 FORMAT = "lion-export-kernels/1"
@@ -96,8 +96,10 @@ def manifest(kernels: list[CompiledKernel], config: KernelConfig) -> dict:
         "format": FORMAT,
         "target": {"name": target.name, "compute_capability": target.capability, "devices": target.devices},
         "ptx_version": ptx_version_text(kernels[0].ptx_version),
-        # the oldest CUDA driver that can load (JIT-compile) the PTX; the cubins need a driver for this GPU only
+        # the oldest CUDA driver that can load (JIT-compile) the PTX
         "min_cuda_driver": min_cuda_driver(kernels[0].ptx_version),
+        # the cubins come from this ptxas: they load on drivers of the same CUDA major version (or newer)
+        "cubin_ptxas_cuda": ptxas_cuda_version(target),
         "triton_version": kernels[0].triton_version,
         "config": asdict(config),
         "calling_convention": ("kernel(input pointers..., int32 scalars..., output pointers..., hidden params if "

@@ -65,11 +65,19 @@ def ptx_version_text(version: int) -> str:
     return f"{version // 10}.{version % 10}"
 
 
+def ptxas_cuda_version(gpu: Target) -> str:
+    """The CUDA release of the ptxas Triton bundles for this target ("12.9"): cubins from it need a driver of that
+    major version (CUDA minor-version compatibility)."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    return get_ptxas(gpu.capability).version
+
+
 def max_ptx_version(gpu: Target) -> int:
     """The newest PTX ISA the ptxas Triton bundles for this target assembles (from its CUDA release)."""
-    from triton.backends.nvidia.compiler import get_ptxas, ptx_get_version
+    from triton.backends.nvidia.compiler import ptx_get_version
 
-    return ptx_get_version(get_ptxas(gpu.capability).version)
+    return ptx_get_version(ptxas_cuda_version(gpu))
 
 
 def check_ptx_version(gpu: Target, version: int) -> None:

@@ -139,6 +139,7 @@ def test_compile_kernels_command(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["target"]["name"] == "sm_87" and manifest["config"]["dtype"] == "fp16"
     assert manifest["ptx_version"] == "8.0" and manifest["min_cuda_driver"] == "12.0"
+    assert re.fullmatch(r"\d+\.\d+", manifest["cubin_ptxas_cuda"])
     assert [k["name"] for k in manifest["kernels"]] == [s.name for s in kernel_specs(CONFIG)]
     for entry in manifest["kernels"]:
         ptx = (out / entry["ptx"]).read_text()
