@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import onnx
+import onnx.external_data_helper
 import onnx.version_converter
 import torch
 from torch import nn
@@ -40,6 +41,7 @@ MODES = FORMS
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # protobuf cannot serialise a message of 2 GiB or more; beyond this the weights go to one external data file
 PROTOBUF_LIMIT_BYTES = 2**31 - 64 * 2**20
+_TRACED = "traced.onnx"
 
 # torch.onnx's op library is written at this opset; the graph is traced there and then converted
 TRACE_OPSET = MIN_OPSET
@@ -93,7 +95,12 @@ def _prepare(model: nn.Module, mode: str, chunk_size: int, dtype: str) -> nn.Mod
     return set_form(work, mode, chunk_size)
 
 
-def _trace(model: nn.Module, signature: GraphSignature, mode: str, opset: int) -> onnx.ModelProto:
+def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path) -> onnx.ModelProto:
+    """Trace at TRACE_OPSET and return the graph, its weights left in an external data file in `staging`.
+
+    The weights never enter a ModelProto here: protobuf cannot hold a message of 2 GiB or more, so large
+    models would fail anywhere a proto is serialised (the opset converter, the checker).
+    """
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_exporter())
         stack.enter_context(torch.no_grad())
@@ -104,11 +111,15 @@ def _trace(model: nn.Module, signature: GraphSignature, mode: str, opset: int) -
                                     output_names=list(signature.output_names),
                                     dynamic_shapes=signature.dynamic_shapes, opset_version=TRACE_OPSET,
                                     optimize=True, verbose=False, report=False)
-    proto = program.model_proto
+        program.save(staging / _TRACED, external_data=True)
+    return onnx.load(staging / _TRACED, load_external_data=False)
+
+
+def _convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """onnx's version converter, not torch's: torch's leaves ops it cannot convert (e.g. Gelu at 20) under an
+    opset-18 import and carries on; onnx's converts every node or raises. Weights stay external (untouched)."""
     if opset == TRACE_OPSET:
         return proto
-    # torch's own up-conversion leaves ops it cannot convert (e.g. Gelu at 20) under an opset-18 import
-    # and carries on; onnx's converter either converts every node or raises
     try:
         return onnx.version_converter.convert_version(proto, opset)
     except (RuntimeError, onnx.checker.ValidationError) as error:
@@ -145,33 +156,41 @@ def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSign
     _name_output_axes(proto, signature)
 
 
-def _tensor_bytes(proto: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in proto.graph.initializer)
+def _external_files(proto: onnx.ModelProto) -> set[str]:
+    return {entry.value for tensor in proto.graph.initializer
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data if entry.key == "location"}
 
 
-def _write_checked(proto: onnx.ModelProto, path: Path) -> None:
-    """Save into a temp directory beside `path`, run the full checker there, then rename into place.
+def _write_checked(proto: onnx.ModelProto, staging: Path, path: Path) -> None:
+    """Write the final file(s) in `staging`, run the full checker on them there, then rename into place.
 
-    A temp directory (not a file) because a > 2 GiB model is two files (graph + external data) that must both
-    appear under their final names; nothing under the final names exists until the check has passed.
+    Weights are inlined into the one .onnx file unless they exceed protobuf's limit; then they stay in one
+    external data file, `<name>.onnx.data`. Nothing appears under a final name until the check has passed.
     """
-    external = _tensor_bytes(proto) > PROTOBUF_LIMIT_BYTES
+    traced_files = _external_files(proto)
+    data_bytes = sum((staging / name).stat().st_size for name in traced_files)
     data_name = f"{path.name}.data"
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    external = data_bytes > PROTOBUF_LIMIT_BYTES
+    if external:
+        (traced,) = traced_files                          # torch writes all weights into one file
+        os.replace(staging / traced, staging / data_name)
+        for tensor in proto.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_name
+    else:
+        onnx.external_data_helper.load_external_data_for_model(proto, str(staging))
+    staged = staging / path.name
+    onnx.save_model(proto, staged)
     try:
-        staged = staging / path.name
-        onnx.save_model(proto, staged, save_as_external_data=external, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
-        try:
-            onnx.checker.check_model(str(staged), full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ExportError(f"the exported graph fails onnx.checker (full check): {first}") from error
-        if external:
-            os.replace(staging / data_name, path.parent / data_name)
-        os.replace(staged, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        onnx.checker.check_model(str(staged), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"the exported graph fails onnx.checker (full check): {first}") from error
+    if external:
+        os.replace(staging / data_name, path.parent / data_name)
+    os.replace(staged, path)
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunked", chunk_size: int = 64,
@@ -198,14 +217,20 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     report(f"preparing the {mode} form ({dtype})")
     work = _prepare(model, mode, chunk_size, dtype)
     signature = graph_signature(work, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
-    report(f"tracing with torch.onnx (opset {opset})")
-    proto = _trace(work, signature, mode, opset)
-    report("finishing the graph")
-    _finish_graph(proto, work, signature, mode)
-    set_metadata(proto, export_metadata(work, mode=mode, chunk_size=chunk_size, dtype=dtype, opset=opset,
-                                        batch=batch, seq_len=signature.seq_len, checkpoint_sha256=sha256))
-    report(f"checking and writing {path.name}")
-    _write_checked(proto, path)
+    # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        report("tracing with torch.onnx")
+        proto = _trace(work, signature, mode, staging)
+        report(f"converting to opset {opset}" if opset != TRACE_OPSET else "finishing the graph")
+        proto = _convert_opset(proto, opset)
+        _finish_graph(proto, work, signature, mode)
+        set_metadata(proto, export_metadata(work, mode=mode, chunk_size=chunk_size, dtype=dtype, opset=opset,
+                                            batch=batch, seq_len=signature.seq_len, checkpoint_sha256=sha256))
+        report(f"checking and writing {path.name}")
+        _write_checked(proto, staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
