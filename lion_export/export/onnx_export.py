@@ -1,9 +1,11 @@
 """export_onnx: a LION model -> one checked .onnx file in the parallel, chunked or recurrent form.
 
 Pipeline: copy the model (the caller's is never modified), cast it to the export dtype and switch its mixers
-to the form -> trace with torch.onnx.export (dynamo) on example inputs, with dynamic batch / sequence axes ->
-post-process (the `lion.SelectiveScan` function for the recurrent form, readable output axis names, metadata)
--> onnx.checker with full_check (strict shape inference) on a temp file in the target directory -> rename.
+to the form -> trace with torch.onnx.export (dynamo) at opset 18 on example inputs, with dynamic batch /
+sequence axes -> convert to the target opset -> post-process (the `lion.SelectiveScan` function for the
+recurrent form, readable output axis names, metadata) -> onnx.checker with full_check (strict shape
+inference) -> rename into place. All of it happens in a temp directory beside the target, with the weights in
+an external file until the end, so a failure leaves nothing and a > 2 GiB model never meets protobuf's limit.
 
 Forms in the graph: "chunked" and "parallel" are the torch forms traced as they are: standard ops only, the
 chunk count derived from the dynamic L (lion_export/forms/chunked.py is loop-free for that). "recurrent" routes
