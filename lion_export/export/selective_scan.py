@@ -13,12 +13,14 @@ its body is the bidirectional recurrence of LION-REFERENCE.md in standard ops:
 Each sweep is one forward-direction Scan whose carried state is S (B, H, dk, dv) and z (B, H, dk): memory does
 not grow with L, only the per-token outputs q_i^T S_i and q_i^T z_i are stacked. The scans run along axis 0 of
 sequence-major copies, and the backward sweep flips its inputs and outputs with Slice (step -1) instead of using
-Scan's reverse direction: the reference evaluator implements neither other scan axes nor reverse directions. The body computes in fp32 (inputs are Cast, the output is CastLike'd back), so an fp16 graph
-keeps its decay exponentials in fp32.
+Scan's reverse direction: the reference evaluator implements neither other scan axes nor reverse directions.
+The body computes in fp32 (inputs are Cast, the output is CastLike'd back), so an fp16 graph keeps its decay
+exponentials in fp32.
 
-The torch side of the same definition, `selective_scan_node`, emits the node while torch.onnx.export traces a
-model inside `route_recurrent_to_selective_scan()`; `selective_scan_function(opset)` builds its function body.
-Node name, domain, inputs and attribute defaults are the constants below and nowhere else.
+The torch side of the same definition, `selective_scan_node`, emits the node (torch.onnx.ops.symbolic: an ONNX
+node straight from the traced graph, with no torch op to register or translation table to keep) while
+torch.onnx.export traces a model inside `route_recurrent_to_selective_scan()`; `selective_scan_function(opset)`
+builds its function body. Op type, domain, inputs and attribute defaults are the constants below, nowhere else.
 """
 from __future__ import annotations
 
