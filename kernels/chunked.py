@@ -4,11 +4,14 @@ Notation (LION-REFERENCE.md, "Chunkwise-parallel form"): S_ij = (q_i . k_j) M_ij
 den_i = sum_j S_ij, y_i = num_i / (den_i + eps) (normalised) or y_i = num_i. Chunks are CHUNK tokens [s, e]; the last
 one is masked (loads beyond L read 0, so padded tokens carry k = v = 0 and log decay 0 and contribute nothing).
 
-Exponents. Every decay is the exp of a sum of log decays a_t <= 0 taken directly over the tokens between two
-positions, never a difference of long prefix sums: within a chunk the sums come from masked row sums / cumsums of
-the chunk's own a (`_chunk_decays`), across chunks the carried state is multiplied by exp(chunk total) once per
-chunk. So every exp() argument is <= 0 (nothing overflows, fp16 inputs included) and a weight near 1 keeps full
-fp32 precision however long the sequence. Per chunk, for token i:
+Exponents. Every decay is the exp of a sum of log decays a_t <= 0 over the tokens between two positions, taken
+later-minus-earlier and never from long prefix sums: within a chunk from the chunk's own cumsums (at most CHUNK
+terms, clamped at 0 against rounding), across chunks by multiplying the carried state by exp(chunk total) once per
+chunk. So every exp() argument is <= 0 (nothing overflows, fp16 inputs included), and the rounding of an exponent
+is bounded by the size of one chunk's sums, independent of L. (Masked per-pair sums, as forms/decay.py builds them
+for the graphs, would be exact per pair, but cost a c x c cumsum: twice the shared memory and compile time of the
+kernels for sm_80 here, so the kernels take the difference of chunk-local cumsums, as fused linear-attention kernels
+commonly do.) Per chunk, for token i:
     excl_i = sum_{s<=t<i} a_t   incl_i = sum_{s<=t<=i} a_t   rev_excl_i = sum_{i<t<=e} a_t   rev_incl_i = sum_{i<=t<=e}
 and the intra-chunk log mask is log M_ij (key counted, query not; the diagonal 0).
 
@@ -75,23 +78,23 @@ _NUM_STAGES = 1
 
 @triton.jit
 def _chunk_decays(a_ptr, start, L, CHUNK: tl.constexpr):
-    """The chunk's log-decay sums, each taken directly over its tokens (module docstring, "Exponents").
+    """The chunk's log-decay sums (module docstring, "Exponents"), all <= 0.
 
     Returns excl, incl, rev_excl, rev_incl (CHUNK,), the chunk total, and the (CHUNK, CHUNK) log mask.
     """
     t = tl.arange(0, CHUNK)
     a = tl.load(a_ptr + start + t, mask=start + t < L, other=0.0)
+    incl = tl.cumsum(a, 0)
+    rev_incl = tl.cumsum(a, 0, reverse=True)
+    # rounding may leave a difference a hair above 0 (a parallel scan is not monotone bit for bit): clamp it
+    excl = tl.minimum(incl - a, 0.0)
+    rev_excl = tl.minimum(rev_incl - a, 0.0)
     row = t[:, None]
     col = t[None, :]
-    a_cols = tl.broadcast_to(a[None, :], (CHUNK, CHUNK))
-    zero = tl.zeros((CHUNK, CHUNK), dtype=a.dtype)
-    before = tl.where(col < row, a_cols, zero)          # [i, t] = a_t for t < i
-    after = tl.where(col > row, a_cols, zero)           # [i, t] = a_t for t > i
-    excl = tl.sum(before, 1)
-    rev_excl = tl.sum(after, 1)
     # [i, j] = sum_{j <= t < i} a_t below the diagonal, sum_{i < t <= j} a_t above it, 0 on it
-    log_mask = tl.cumsum(before, 1, reverse=True) + tl.cumsum(after, 1)
-    return excl, excl + a, rev_excl, rev_excl + a, tl.sum(a, 0), log_mask
+    log_mask = tl.where(col < row, excl[:, None] - excl[None, :], incl[None, :] - incl[:, None])
+    log_mask = tl.minimum(tl.where(col == row, 0.0, log_mask), 0.0)
+    return excl, incl, rev_excl, rev_incl, tl.sum(a, 0), log_mask
 
 
 @triton.jit
