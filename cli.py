@@ -63,6 +63,11 @@ def _positive_int(option: str, text: str | None) -> int | None:
     return value
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (some of torch's span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _check_report_target(path: Path | None) -> None:
     """Refuse a --report path that could not be written before exporting, not after."""
     if path is None:
@@ -135,14 +140,14 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(str(exc))
+        _verify_bad_input(_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - an exporter failure that is not the user's input: one line, exit 1
         if debug:
             raise
-        click.echo(f"lion-export: error: export failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]} "
+        click.echo(f"lion-export: error: export failed: {type(exc).__name__}: {_one_line(exc)} "
                    "(rerun with --debug for the traceback)", err=True)
         raise SystemExit(1)
-    console.print(f"wrote {output} ({mode}, {dtype}, opset {target_opset})", highlight=False)
+    console.print(f"wrote {output} ({mode}, {dtype}, opset {target_opset})", highlight=False, markup=False)
     if no_verify:
         if quiet:
             click.echo(f"wrote {output} (not verified)")
@@ -161,7 +166,7 @@ def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None,
     except (ValueError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(str(exc))
+        _verify_bad_input(_one_line(exc))
     if quiet:
         click.echo(f"wrote {onnx_file}; parity {'PASSED' if report.passed else 'FAILED'}")
     else:
