@@ -98,26 +98,26 @@ def _chunk_decays(a_ptr, start, L, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _lion_chunked_fwd(q_ptr, k_ptr, v_ptr, a_ptr, L, y_ptr, num_ptr, den_ptr,
+def _lion_chunked_fwd(q, k, v, log_decay, L, y, num_scratch, den_scratch,
                       DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
                       CHUNK: tl.constexpr, NORMALIZE: tl.constexpr, EPS: tl.constexpr, IEEE: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     tile = tl.program_id(1)
     n_tiles = tl.num_programs(1)
-    compute: tl.constexpr = a_ptr.dtype.element_ty
+    compute: tl.constexpr = log_decay.dtype.element_ty
     precision: tl.constexpr = "ieee" if IEEE else "tf32"
     t = tl.arange(0, CHUNK)
     cols_k = tl.arange(0, BLOCK_DK)
     cols_v = tile * BLOCK_DV + tl.arange(0, BLOCK_DV)
     tile_k = t[:, None] * DK + cols_k[None, :]
     tile_v = t[:, None] * DV + cols_v[None, :]
-    q_ptr += bh * L * DK
-    k_ptr += bh * L * DK
-    v_ptr += bh * L * DV
-    y_ptr += bh * L * DV
-    num_ptr += bh * L * DV
-    a_ptr += bh * L
-    den_ptr += (bh * n_tiles + tile) * L
+    q += bh * L * DK
+    k += bh * L * DK
+    v += bh * L * DV
+    y += bh * L * DV
+    num_scratch += bh * L * DV
+    log_decay += bh * L
+    den_scratch += (bh * n_tiles + tile) * L
     n_chunks = tl.cdiv(L, CHUNK)
 
     # sweep 1, left to right: intra-chunk block + forward inter-chunk part, partials to scratch
@@ -128,19 +128,19 @@ def _lion_chunked_fwd(q_ptr, k_ptr, v_ptr, a_ptr, L, y_ptr, num_ptr, den_ptr,
         in_seq = start + t < L
         in_k = in_seq[:, None] & (cols_k[None, :] < DK)
         in_v = in_seq[:, None] & (cols_v[None, :] < DV)
-        q = tl.load(q_ptr + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
-        k = tl.load(k_ptr + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
-        v = tl.load(v_ptr + start * DV + tile_v, mask=in_v, other=0.0).to(compute)
-        excl, incl, rev_excl, rev_incl, total, log_mask = _chunk_decays(a_ptr, start, L, CHUNK)
-        scores = tl.dot(q, tl.trans(k), input_precision=precision) * tl.exp(log_mask)
-        q_in = q * tl.exp(excl)[:, None]
-        num = tl.dot(scores, v, input_precision=precision) + tl.dot(q_in, state, input_precision=precision)
-        tl.store(num_ptr + start * DV + tile_v, num, mask=in_v)
-        k_out = k * tl.exp(rev_incl)[:, None]
-        state = state * tl.exp(total) + tl.dot(tl.trans(k_out), v, input_precision=precision)
+        q_c = tl.load(q + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
+        k_c = tl.load(k + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
+        v_c = tl.load(v + start * DV + tile_v, mask=in_v, other=0.0).to(compute)
+        excl, incl, rev_excl, rev_incl, total, log_mask = _chunk_decays(log_decay, start, L, CHUNK)
+        scores = tl.dot(q_c, tl.trans(k_c), input_precision=precision) * tl.exp(log_mask)
+        q_in = q_c * tl.exp(excl)[:, None]
+        num = tl.dot(scores, v_c, input_precision=precision) + tl.dot(q_in, state, input_precision=precision)
+        tl.store(num_scratch + start * DV + tile_v, num, mask=in_v)
+        k_out = k_c * tl.exp(rev_incl)[:, None]
+        state = state * tl.exp(total) + tl.dot(tl.trans(k_out), v_c, input_precision=precision)
         if NORMALIZE:
             den = tl.sum(scores, 1) + tl.sum(q_in * norm[None, :], 1)
-            tl.store(den_ptr + start + t, den, mask=in_seq)
+            tl.store(den_scratch + start + t, den, mask=in_seq)
             norm = norm * tl.exp(total) + tl.sum(k_out, 0)
 
     # sweep 2 reads what other threads of this program stored in sweep 1
@@ -154,22 +154,22 @@ def _lion_chunked_fwd(q_ptr, k_ptr, v_ptr, a_ptr, L, y_ptr, num_ptr, den_ptr,
         in_seq = start + t < L
         in_k = in_seq[:, None] & (cols_k[None, :] < DK)
         in_v = in_seq[:, None] & (cols_v[None, :] < DV)
-        q = tl.load(q_ptr + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
-        k = tl.load(k_ptr + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
-        v = tl.load(v_ptr + start * DV + tile_v, mask=in_v, other=0.0).to(compute)
-        excl, incl, rev_excl, rev_incl, total, log_mask = _chunk_decays(a_ptr, start, L, CHUNK)
-        q_in = q * tl.exp(rev_excl)[:, None]
+        q_c = tl.load(q + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
+        k_c = tl.load(k + start * DK + tile_k, mask=in_k, other=0.0).to(compute)
+        v_c = tl.load(v + start * DV + tile_v, mask=in_v, other=0.0).to(compute)
+        excl, incl, rev_excl, rev_incl, total, log_mask = _chunk_decays(log_decay, start, L, CHUNK)
+        q_in = q_c * tl.exp(rev_excl)[:, None]
         num = tl.dot(q_in, state, input_precision=precision)
-        num += tl.load(num_ptr + start * DV + tile_v, mask=in_v, other=0.0)
-        k_out = k * tl.exp(incl)[:, None]
-        state = state * tl.exp(total) + tl.dot(tl.trans(k_out), v, input_precision=precision)
+        num += tl.load(num_scratch + start * DV + tile_v, mask=in_v, other=0.0)
+        k_out = k_c * tl.exp(incl)[:, None]
+        state = state * tl.exp(total) + tl.dot(tl.trans(k_out), v_c, input_precision=precision)
         if NORMALIZE:
-            den = tl.sum(q_in * norm[None, :], 1) + tl.load(den_ptr + start + t, mask=in_seq, other=0.0)
+            den = tl.sum(q_in * norm[None, :], 1) + tl.load(den_scratch + start + t, mask=in_seq, other=0.0)
             norm = norm * tl.exp(total) + tl.sum(k_out, 0)
-            tl.store(num_ptr + start * DV + tile_v, num, mask=in_v)
-            tl.store(den_ptr + start + t, den, mask=in_seq)
+            tl.store(num_scratch + start * DV + tile_v, num, mask=in_v)
+            tl.store(den_scratch + start + t, den, mask=in_seq)
             num = num / (den + EPS)[:, None]
-        tl.store(y_ptr + start * DV + tile_v, num.to(y_ptr.dtype.element_ty), mask=in_v)
+        tl.store(y + start * DV + tile_v, num.to(y.dtype.element_ty), mask=in_v)
 
 
 @triton.jit
@@ -422,22 +422,23 @@ def aot_specs(config: KernelConfig) -> list[KernelSpec]:
     """The forward kernel as an AOT launcher calls it: inference needs nothing else.
 
     The backward kernels are training-only and launched from PyTorch, so they are not described here.
-    Arguments, named as the kernel's parameters: q, k, v, log decays a (fp32) as inputs; L; y, then the fp32
-    scratch num (B, H, L, dv) and den (B, H, tiles, L) as outputs. Grid (B*H, tiles, 1), tiles = ceil(dv / BLOCK_DV).
+    Arguments, named as the kernel's parameters (the scan kernel's convention): q, k, v, log_decay (fp32) as inputs;
+    L; y, then the fp32 scratch num_scratch (B, H, L, dv) and den_scratch (B, H, tiles, L) as outputs.
+    Grid (B*H, tiles, 1), tiles = ceil(dv / BLOCK_DV).
     """
     check_problem(config.dk, config.dv, config.chunk_size)
     dtype = config.dtype
     block_dv = _block_dv(config.dv)
     args = (
-        TensorArg("q_ptr", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("k_ptr", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("v_ptr", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("a_ptr", "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
+        TensorArg("q", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
+        TensorArg("k", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
+        TensorArg("v", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg("log_decay", "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
         ScalarArg("L", lambda s: s.length, "L"),
-        TensorArg("y_ptr", "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("num_ptr", "output", "fp32", lambda s: (s.batch, s.heads, s.length, s.dv),
+        TensorArg("y", "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg("num_scratch", "output", "fp32", lambda s: (s.batch, s.heads, s.length, s.dv),
                   "(B, H, L, dv)"),
-        TensorArg("den_ptr", "output", "fp32", lambda s: (s.batch, s.heads, _dv_tiles(s.dv), s.length),
+        TensorArg("den_scratch", "output", "fp32", lambda s: (s.batch, s.heads, _dv_tiles(s.dv), s.length),
                   f"(B, H, ceil(dv / {block_dv}), L)"),
     )
     return [KernelSpec(

@@ -195,7 +195,7 @@ def test_aot_spec_launches_the_forward() -> None:
     assert list(spec.signature) == list(spec.fn.arg_names)       # names and order are the kernel's parameters
     assert spec.grid(shape) == (B * H, 2, 1)
     q, k, v, a = make_inputs("selective", 70, seed=1, dk=24, dv=80)
-    given = {"q_ptr": q, "k_ptr": k, "v_ptr": v, "a_ptr": a}
+    given = {"q": q, "k": k, "v": v, "log_decay": a}
     args = []
     for arg in spec.args:
         if arg.role == "scalar":
@@ -205,7 +205,7 @@ def test_aot_spec_launches_the_forward() -> None:
             assert tuple(tensor.shape) == arg.shape(shape) and arg.dtype == "fp32"
             args.append(tensor)
     spec.fn[spec.grid(shape)](*args, **spec.constexprs, num_warps=spec.num_warps)
-    y = args[[arg.name for arg in spec.args].index("y_ptr")]
+    y = args[[arg.name for arg in spec.args].index("y")]
     assert rel_err(y, reference_attention(q, k, v, a, eps=EPS)) <= 1e-4
 
 
