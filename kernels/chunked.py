@@ -27,8 +27,8 @@ Forward (`_lion_chunked_fwd`, grid (B*H, dv tiles)). One program owns one head a
   state and c x c tiles. Nothing of size L x L exists.
 
 Saved for backward: q, k, v, a (the inputs) and, when normalising, num (B, H, L, dv) and den (B, H, L) in fp32, i.e.
-4 (L dv + L) bytes per head on top of the inputs. Dividing the saved num by den in the backward is exact to fp32; it
-is not a recomputation of the forward.
+4 (L dv + L) bytes per head on top of the inputs (8 for fp64). The backward forms dL/dnum and dL/dden from them and
+dy; nothing of the forward is recomputed except the per-chunk c x c scores.
 
 Backward (derivation). With dnum_i = dL/dnum_i and dden_i = dL/dden_i (normalised: dnum_i = dy_i / (den_i + eps),
 dden_i = -(dy_i . num_i) / (den_i + eps)^2; unnormalised: dnum = dy, dden = 0), the score gradient is
@@ -345,6 +345,18 @@ def _num_warps(dk: int, dv: int, chunk_size: int) -> int:
     return 4 if max(_padded(dk), _padded(dv), chunk_size) <= 64 else 8
 
 
+def _backward_chunk(dk: int, dv: int, chunk_size: int, ieee: bool) -> int:
+    """The backward's chunk: any chunk gives the same gradients, so it may differ from the forward's.
+
+    Compiled for sm_80, the IEEE-precision (fp32 input) backward at head dim 128 needs 192 KB (dq) and 224 KB (dk, dv)
+    of shared memory at chunk 64, more than A100 / Orin offer (164 KB); at chunk 32 it needs 128 / 144 KB. fp16 / bf16
+    inputs need at most 96 KB at chunk 64.
+    """
+    if ieee and max(_padded(dk), _padded(dv)) > 64:
+        return min(chunk_size, 32)
+    return chunk_size
+
+
 def _forward_grid(shape: ProblemShape) -> tuple[int, int, int]:
     return shape.batch * shape.heads, _dv_tiles(shape.dv), 1
 
@@ -403,8 +415,9 @@ def chunked_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch
     dv_parts = torch.empty(2, batch, heads, length, dv, **options)
     g = torch.empty(2, 2, bh, 2, length, **options)       # (kernel, sweep, B*H, [gP, gQ], L)
     if dq.numel() and dv_parts.numel():
-        meta = _constexprs(dk, dv, _padded(dv), chunk_size, normalize, eps, _ieee(q.dtype))
-        launch = {"num_warps": _num_warps(dk, dv, chunk_size), "num_stages": _NUM_STAGES}
+        chunk = _backward_chunk(dk, dv, chunk_size, _ieee(q.dtype))
+        meta = _constexprs(dk, dv, _padded(dv), chunk, normalize, eps, _ieee(q.dtype))
+        launch = {"num_warps": _num_warps(dk, dv, chunk), "num_stages": _NUM_STAGES}
         _lion_chunked_bwd_dq[(bh, 2)](q, k, v, a, dy, num, den, length, dq, g[0], **meta, **launch)
         _lion_chunked_bwd_dkdv[(bh, 2)](q, k, v, a, dy, num, den, length, dk_parts, dv_parts, g[1],
                                         **meta, **launch)
