@@ -58,6 +58,14 @@ Backward memory: fp32 partials of dq, dk, dv (two each) and of gP, gQ (eight row
 fp32 inputs use IEEE fp32 dots (a GPU would otherwise use TF32, about 1e-3 relative error); fp16 / bf16 inputs use
 the default (TF32 on the GPU): their own rounding is of that order. fp64 inputs (gradcheck) compute in fp64: the
 compute dtype is the log decays' dtype, fp32 unless the inputs are fp64.
+
+GPU status: verified under TRITON_INTERPRET=1 only (no GPU in the session that wrote them); every kernel compiles
+for sm_80 (triton.compile on a CPU, fp16 / bf16 / fp32, head dims 16..128, chunks 16..128). Shared memory measured
+from those compiles (bytes; limits: 48 K without opt-in, 99 K on sm_86 / sm_89, 163 K on sm_80 / sm_87, 227 K on
+sm_90): forward fp16 d=64 c=64 16 K, fp32 d=64 c=64 49 K, fp32 d=128 c=64 82 K, fp32 d=128 c=128 164 K; backward
+fp16 / bf16 d=128 c=64 64 K (dq) / 96 K (dk, dv), fp32 d=64 c=64 82 K / 96 K, fp32 d=128 c=32 128 K / 144 K. So fp32
+training at head dim 128 does not fit sm_86 / sm_89; fp16 / bf16 inputs fit everywhere. Not tuned (num_warps is a
+rule of thumb) and not timed.
 """
 from __future__ import annotations
 
