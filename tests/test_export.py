@@ -88,19 +88,19 @@ def test_selective_scan_function_matches_the_float64_reference(length, normalize
 
 
 def test_selective_scan_state_does_not_grow_with_length():
-    """Each sweep is a Scan carrying S (B, H, dk, dv) and z (B, H, dk); its per-token outputs are q^T S (B, H, dv)
-    and q^T z (B, H) only, so memory is O(dk dv) state plus O(L dv) outputs, never a per-token state."""
+    """Both sweeps are one forward Scan over a batch of 2B (forward + flipped sequences) carrying one state
+    S (2B, H, dk, dv+1), the normaliser z folded in as its last column; its per-token output is q^T S
+    (2B, H, 1, dv+1) only, so memory is O(dk dv) state plus O(L dv) outputs, never a per-token state."""
     function = selective_scan_function(DEFAULT_OPSET)
     scans = [n for n in function.node if n.op_type == "Scan"]
-    assert len(scans) == 2                                             # forward and flipped sweep
-    for scan in scans:
-        attrs = {a.name: a for a in scan.attribute}
-        n_scan_inputs = attrs["num_scan_inputs"].i
-        n_states = len(scan.input) - n_scan_inputs
-        assert n_states == 2 and "scan_input_directions" not in attrs   # forward scans only
-        body = attrs["body"].g
-        ranks = [len(o.type.tensor_type.shape.dim) for o in body.output]
-        assert ranks[:n_states] == [4, 3] and ranks[n_states:] == [3, 2]
+    assert len(scans) == 1
+    attrs = {a.name: a for a in scans[0].attribute}
+    n_scan_inputs = attrs["num_scan_inputs"].i
+    n_states = len(scans[0].input) - n_scan_inputs
+    assert n_states == 1 and "scan_input_directions" not in attrs       # forward scan only
+    body = attrs["body"].g
+    assert [len(o.type.tensor_type.shape.dim) for o in body.output] == [4, 4]
+    assert [n.op_type for n in body.node] == ["Mul", "Mul", "Add", "MatMul"]   # nothing per step but the maths
 
 
 # ---------------------------------------------------------------------------------------------------------------

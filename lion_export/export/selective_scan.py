@@ -94,71 +94,76 @@ class _Body:
 
 
 def _step_graph() -> onnx.GraphProto:
-    """One token of one sweep: S' = lam S + k v^T, z' = lam z + k; emits q^T S' and q^T z'."""
+    """One token of both sweeps at once: S' = lam S + k [v, 1]^T, emitting q^T S' (numerator and normaliser).
+
+    Four nodes and no constants: every reshape is done once outside the Scan, because onnxruntime pays a fixed
+    cost per node per step, which dominates a tiny per-token recurrence. Carrying [v, 1] folds the normaliser
+    z into the state's last column, so one MatMul reads q^T S and q^T z together.
+    """
     body = _Body("step_")
-    last, before_last = body.ints(-1), body.ints(-2)
-    lam_state = body.op("Unsqueeze", "lam_t", body.ints(-2, -1))                   # (B, H, 1, 1)
-    outer = body.op("Mul", body.op("Unsqueeze", "k_t", last), body.op("Unsqueeze", "v_t", before_last))
-    body.nodes.append(helper.make_node("Add", [body.op("Mul", lam_state, "s"), outer], ["s_out"]))
-    lam_norm = body.op("Unsqueeze", "lam_t", last)                                  # (B, H, 1)
-    body.nodes.append(helper.make_node("Add", [body.op("Mul", lam_norm, "z"), "k_t"], ["z_out"]))
-    read = body.op("MatMul", body.op("Unsqueeze", "q_t", before_last), "s_out")     # (B, H, 1, dv)
-    body.nodes.append(helper.make_node("Squeeze", [read, before_last], ["num_t"]))
-    body.nodes.append(helper.make_node("ReduceSum", [body.op("Mul", "q_t", "z_out"), last], ["den_t"],
-                                       keepdims=0))
+    outer = body.op("Mul", "k_t", "v_t")                                    # (2B, H, dk, 1) * (2B, H, 1, dv+1)
+    body.nodes.append(helper.make_node("Add", [body.op("Mul", "lam_t", "s"), outer], ["s_out"]))
+    body.nodes.append(helper.make_node("MatMul", ["q_t", "s_out"], ["read_t"]))   # (2B, H, 1, dv+1)
 
-    def value(name: str, rank: int) -> onnx.ValueInfoProto:
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None] * rank)
+    def value(name: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None] * 4)
 
-    return helper.make_graph(
-        body.nodes, "selective_scan_step",
-        [value("s", 4), value("z", 3), value("q_t", 3), value("k_t", 3), value("v_t", 3), value("lam_t", 2)],
-        [value("s_out", 4), value("z_out", 3), value("num_t", 3), value("den_t", 2)])
-
-
-def _sweep(body: _Body, q: str, k: str, v: str, a: str, state0: str, norm0: str, ones_bh: str) -> tuple[str, str]:
-    """One direction over sequence-major inputs (L first) as given: state i is decayed by lambda_{i-1}
-    (lambda_{-1} := 1). Returns the stacked q_i^T S_i (L, B, H, dv) and q_i^T z_i (L, B, H)."""
-    shifted = body.op("Exp", body.op("Slice", a, body.ints(0), body.ints(-1), body.ints(0)))  # lambda_0..L-2
-    decay_in = body.op("Concat", ones_bh, shifted, axis=0)
-    _, _, num, den = body.op("Scan", state0, norm0, q, k, v, decay_in, outputs=4, body=_step_graph(),
-                             num_scan_inputs=4)
-    return num, den
+    return helper.make_graph(body.nodes, "selective_scan_step",
+                             [value(n) for n in ("s", "q_t", "k_t", "v_t", "lam_t")],
+                             [value("s_out"), value("read_t")])
 
 
 def selective_scan_function(opset: int) -> onnx.FunctionProto:
-    """The model-local function `lion.SelectiveScan` for a model importing the standard domain at `opset`."""
+    """The model-local function `lion.SelectiveScan` for a model importing the standard domain at `opset`.
+
+    The backward sweep is the forward sweep on the sequence flipped along L, and both run in ONE Scan over a
+    batch of 2B: the forward sequences, then the flipped ones. Scan runs along axis 0 in the forward direction
+    only, since the ONNX reference evaluator implements no other axis or direction: inputs are made
+    sequence-major first.
+    """
     body = _Body("")
     qf, kf, vf, a = (body.op("Cast", name, to=TensorProto.FLOAT) for name in INPUTS)
     last = body.ints(-1)
-    # Scan runs along axis 0 (the only axis the reference evaluator implements): work sequence-major
-    q_s, k_s, v_s = (body.op("Transpose", x, perm=[2, 0, 1, 3]) for x in (qf, kf, vf))
-    a_s = body.op("Transpose", a, perm=[2, 0, 1])
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    batch_heads_len = body.op("Shape", vf, end=3)
+    v1 = body.op("Concat", vf, body.op("ConstantOfShape", body.op("Concat", batch_heads_len, body.ints(1), axis=0),
+                                       value=one), axis=-1)                  # [v, 1]: (B, H, L, dv+1)
 
     def flip(x: str) -> str:
         return body.op("Slice", x, body.ints(-1), body.ints(-(2 ** 63)), body.ints(0), body.ints(-1))
 
-    batch_heads = body.op("Shape", kf, end=2)
-    dk, dv = body.op("Shape", kf, start=3), body.op("Shape", vf, start=3)
-    zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
-    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
-    state0 = body.op("ConstantOfShape", body.op("Concat", batch_heads, dk, dv, axis=0), value=zero)
-    norm0 = body.op("ConstantOfShape", body.op("Concat", batch_heads, dk, axis=0), value=zero)
-    ones_bh = body.op("ConstantOfShape", body.op("Concat", body.ints(1), batch_heads, axis=0), value=one)
+    def both_directions(x: str, perm: list[int]) -> str:
+        """(B, H, L, ...) -> sequence-major (L, 2B, H, ...): the sequences, then the same sequences flipped."""
+        seq_major = body.op("Transpose", x, perm=perm)
+        return body.op("Concat", seq_major, flip(seq_major), axis=1)
 
-    num_f, den_f = _sweep(body, q_s, k_s, v_s, a_s, state0, norm0, ones_bh)
-    num_b, den_b = _sweep(body, flip(q_s), flip(k_s), flip(v_s), flip(a_s), state0, norm0, ones_bh)
-    num_s = body.op("Add", num_f, flip(num_b))                                           # (L, B, H, dv)
-    den_s = body.op("Add", den_f, flip(den_b))                                           # (L, B, H)
-    num_both = body.op("Transpose", num_s, perm=[1, 2, 0, 3])
-    den_both = body.op("Transpose", den_s, perm=[1, 2, 0])
+    q_s = body.op("Unsqueeze", both_directions(qf, [2, 0, 1, 3]), body.ints(-2))      # (L, 2B, H, 1, dk)
+    k_s = body.op("Unsqueeze", both_directions(kf, [2, 0, 1, 3]), last)               # (L, 2B, H, dk, 1)
+    v_s = body.op("Unsqueeze", both_directions(v1, [2, 0, 1, 3]), body.ints(-2))      # (L, 2B, H, 1, dv+1)
+    lam_s = body.op("Exp", both_directions(a, [2, 0, 1]))                             # (L, 2B, H)
+    # state i is decayed by the previous token's lambda (lambda_{i-1} forward, lambda_{i+1} on the flipped half);
+    # the first token's state starts from zero, so its decay is 1
+    first = body.op("ConstantOfShape", body.op("Concat", body.ints(1), body.op("Shape", lam_s, start=1), axis=0),
+                    value=one)                                                        # (1, 2B, H)
+    decay_in = body.op("Concat", first, body.op("Slice", lam_s, body.ints(0), body.ints(-1), body.ints(0)), axis=0)
+    lam_in = body.op("Unsqueeze", decay_in, body.ints(-2, -1))                        # (L, 2B, H, 1, 1)
 
-    # the diagonal k_i v_i^T is in both sweeps' states: subtract it once
-    diag = body.op("ReduceSum", body.op("Mul", qf, kf), last, keepdims=0)                # q_i . k_i, (B, H, L)
-    num = body.op("Sub", num_both, body.op("Mul", body.op("Unsqueeze", diag, last), vf))
-    den = body.op("Sub", den_both, diag)
+    state0 = body.op("ConstantOfShape", body.op("Concat", body.op("Shape", q_s, start=1, end=3),
+                                                body.op("Shape", k_s, start=3, end=4),
+                                                body.op("Shape", v_s, start=4), axis=0), value=zero)
+    _, reads = body.op("Scan", state0, q_s, k_s, v_s, lam_in, outputs=2, body=_step_graph(), num_scan_inputs=4)
+    read_f, read_b = body.op("Split", body.op("Squeeze", reads, body.ints(3)), axis=1, num_outputs=2, outputs=2)
+    total = body.op("Transpose", body.op("Add", read_f, flip(read_b)), perm=[1, 2, 0, 3])  # (B, H, L, dv+1)
+
+    # the diagonal k_i [v_i, 1]^T is in both sweeps' states: subtract it once
+    diag = body.op("ReduceSum", body.op("Mul", qf, kf), last, keepdims=1)                # q_i . k_i, (B, H, L, 1)
+    total = body.op("Sub", total, body.op("Mul", diag, v1))
+    dv = body.op("Shape", vf, start=3)
+    num = body.op("Slice", total, body.ints(0), dv, last)
+    den = body.op("Slice", total, dv, body.ints(2 ** 62), last)
     divisor = body.op("Where", body.op("Cast", body.attribute("value_int", "normalize"), to=TensorProto.BOOL),
-                      body.op("Add", body.op("Unsqueeze", den, last), body.attribute("value_float", "eps")),
+                      body.op("Add", den, body.attribute("value_float", "eps")),
                       body.op("Constant", value_float=1.0))
     body.nodes.append(helper.make_node("CastLike", [body.op("Div", num, divisor), "v"], list(OUTPUTS)))
 
