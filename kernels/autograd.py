@@ -11,7 +11,7 @@ import os
 import torch
 from torch.autograd.function import once_differentiable
 
-from .chunked import check_problem, chunked_backward, chunked_forward
+from .chunked import check_problem, chunked_backward, chunked_forward, kernel_chunk_size
 
 #: input dtypes the kernels take; fp64 computes in fp64 (for gradcheck), everything else in fp32
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -49,6 +49,7 @@ def lion_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Ten
 
     q, k: (B, H, L, dk); v: (B, H, L, dv), all fp32 / fp16 / bf16 (or fp64); a: (B, H, L) log decays <= 0,
     fp32 (fp64 for fp64 inputs). Returns (B, H, L, dv) in q's dtype. Needs CUDA tensors, or TRITON_INTERPRET=1.
+    chunk_size is rounded up to a chunk the kernels have (`kernel_chunk_size`); the result does not depend on it.
     """
     if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or a.shape != q.shape[:3]:
         raise ValueError(f"expected q, k (B, H, L, dk), v (B, H, L, dv), a (B, H, L); got {tuple(q.shape)}, "
@@ -64,8 +65,9 @@ def lion_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Ten
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("the chunked Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
     length, dk, dv = q.shape[2], q.shape[3], v.shape[3]
+    chunk_size = kernel_chunk_size(chunk_size)
     check_problem(dk, dv, chunk_size)
     if length * max(dk, dv) >= 2**31:
         raise ValueError(f"sequence too long for the kernels' int32 token offsets: L={length}")
     return LionChunkedFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(),
-                                     bool(normalize), float(eps), int(chunk_size))
+                                     bool(normalize), float(eps), chunk_size)

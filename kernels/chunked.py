@@ -377,6 +377,15 @@ def check_problem(dk: int, dv: int, chunk_size: int) -> None:
         raise ValueError(f"the chunked Triton kernels need chunk_size in {CHUNK_SIZES}, got {chunk_size}")
 
 
+def kernel_chunk_size(chunk_size: int) -> int:
+    """The chunk the kernels run for a requested chunk size: the smallest of CHUNK_SIZES at or above it (capped at
+    the largest). The result does not depend on the chunk, so any positive request is honoured this way, and a model
+    configured for the PyTorch form (say chunk 8) trains unchanged on the kernels."""
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return min(CHUNK_SIZES[-1], max(CHUNK_SIZES[0], triton.next_power_of_2(chunk_size)))
+
+
 def _constexprs(dk: int, dv: int, block_dv: int, chunk_size: int, normalize: bool, eps: float,
                 ieee: bool) -> dict[str, int | float | bool]:
     return {"DK": dk, "DV": dv, "BLOCK_DK": _padded(dk), "BLOCK_DV": block_dv, "CHUNK": chunk_size,

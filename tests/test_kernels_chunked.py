@@ -211,7 +211,7 @@ def test_aot_spec_launches_the_forward() -> None:
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"chunk_size": 48}, "chunk_size"),
+    ({"chunk_size": 0}, "chunk_size"),
     ({"dk": 129}, "head dims"),
     ({"a_dtype": torch.float16}, "log decays"),
     ({"a_shape": (B, H, 5)}, "expected q, k"),
@@ -223,6 +223,14 @@ def test_bad_input_is_a_clear_error(change: dict, message: str) -> None:
         a = torch.zeros(change["a_shape"])
     with pytest.raises(ValueError, match=message):
         lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=change.get("chunk_size", 16))
+
+
+def test_any_chunk_size_runs_on_the_kernels_chunks() -> None:
+    """A chunk size the kernels lack (a model configured for the PyTorch form) runs on the next kernel chunk."""
+    q, k, v, a = make_inputs("selective", 40, seed=9)
+    ref = reference_attention(q, k, v, a, eps=EPS)
+    for chunk in (1, 8, 48, 1000):
+        assert rel_err(lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 1e-4
 
 
 def test_cpu_tensors_need_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
