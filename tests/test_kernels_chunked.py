@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from reference import reference_attention
 
 from lion_export import lion_attention
-from lion_export.forms.decay import expand_log_decay
 from lion_export.forms.parallel import parallel_attention
 from lion_export.kernels import lion_chunked
 from lion_export.kernels.aot import KernelConfig, ProblemShape
