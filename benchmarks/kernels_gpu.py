@@ -72,6 +72,7 @@ def _time(column: str, length: int, backward: bool) -> float | None:
     if not _fits(column, length):
         return None
     fn = _attention(column)
+    torch.cuda.empty_cache()           # earlier points' tensors are freed by now: give their cached memory back
     q, k, v, a = _inputs(length, grad=backward)
     try:
         if backward:
@@ -82,9 +83,6 @@ def _time(column: str, length: int, backward: bool) -> float | None:
             return triton.testing.do_bench(lambda: fn(q, k, v, a), return_mode="median")
     except torch.cuda.OutOfMemoryError:
         return None
-    finally:
-        del q, k, v, a
-        torch.cuda.empty_cache()
 
 
 def measure(lengths: list[int]) -> dict:

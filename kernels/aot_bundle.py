@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from ..atomic import write_bytes_atomically
 from .aot import KernelConfig, ProblemShape
 from .aot_compile import POINTER_ALIGNMENT, CompiledKernel
 from .targets import min_cuda_driver, ptx_version_text, ptxas_cuda_version
@@ -109,18 +108,6 @@ def manifest(kernels: list[CompiledKernel], config: KernelConfig) -> dict:
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)                  # mkstemp creates 0600; these are ordinary, shareable build outputs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_kernel_bundle(out_dir: Path, kernels: list[CompiledKernel], config: KernelConfig) -> Path:
     """Write the .ptx/.cubin files then manifest.json into out_dir (created if needed); returns the manifest path."""
     out_dir = Path(out_dir)
@@ -129,8 +116,8 @@ def write_kernel_bundle(out_dir: Path, kernels: list[CompiledKernel], config: Ke
     content = manifest(kernels, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     for kernel in kernels:
-        _write_atomically(out_dir / f"{kernel.spec.name}.ptx", kernel.ptx.encode())
-        _write_atomically(out_dir / f"{kernel.spec.name}.cubin", kernel.cubin)
+        write_bytes_atomically(out_dir / f"{kernel.spec.name}.ptx", kernel.ptx.encode())
+        write_bytes_atomically(out_dir / f"{kernel.spec.name}.cubin", kernel.cubin)
     path = out_dir / MANIFEST
-    _write_atomically(path, (json.dumps(content, indent=2) + "\n").encode())
+    write_bytes_atomically(path, (json.dumps(content, indent=2) + "\n").encode())
     return path

@@ -16,14 +16,14 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .atomic import atomic_output, write_bytes_atomically
 from .models.config import ModelConfig
 from .models.presets import create_model, model_from_config
 
@@ -44,22 +44,6 @@ def _one_line(text: object, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """write(file object) into a temp file in path's directory, fsync, then rename over path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _model_config(model: nn.Module) -> ModelConfig:
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
@@ -77,7 +61,9 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION,
                "config": _model_config(model).to_dict(), "state_dict": _tensors(model)}
-    _atomic_write(path, lambda handle: torch.save(payload, handle))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -92,8 +78,9 @@ def save_safetensors(model: nn.Module, path: str | os.PathLike, config_path: str
     config_path = path.with_suffix(".json") if config_path is None else Path(config_path)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": _model_config(model).to_dict()}
     blob = safetensors_bytes(_tensors(model), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    _atomic_write(path, lambda handle: handle.write(blob))
-    _atomic_write(config_path, lambda handle: handle.write(json.dumps(header, indent=2).encode() + b"\n"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomically(path, blob)
+    write_bytes_atomically(config_path, json.dumps(header, indent=2).encode() + b"\n")
     return path, config_path
 
 

@@ -80,8 +80,9 @@ def test_sha256_and_atomic_save(tmp_path, monkeypatch):
     assert checkpoint_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     before = path.read_bytes()
 
-    def broken_save(obj, handle):
-        handle.write(b"half a checkpoint")
+    def broken_save(obj, target):
+        with open(target, "wb") as handle:
+            handle.write(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_output
 from .report import VerificationReport
 
 
@@ -37,7 +38,8 @@ def plot_error_histogram(report: VerificationReport, path: str | Path) -> Path:
     ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
 

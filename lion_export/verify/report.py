@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import write_bytes_atomically
 from .compare import OutputComparison
 from .tolerances import Tolerance
 
@@ -59,7 +60,7 @@ class VerificationReport:
         """Write the report (NaN statistics become null, so the file is strict JSON)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_strict(self.to_dict()), indent=2) + "\n")
+        write_bytes_atomically(path, (json.dumps(_strict(self.to_dict()), indent=2) + "\n").encode())
         return path
 
 
