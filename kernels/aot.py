@@ -94,6 +94,35 @@ class ScalarArg:
     triton_type: str = field(default="i32", init=False)
 
 
+def padded_head_dim(dim: int) -> int:
+    """Head dims are padded (with masks) to a power of two >= 16: tl.dot tiles below 16 do not compile for a GPU."""
+    return max(16, 1 << (dim - 1).bit_length())
+
+
+def dv_tiles(dv: int, block_dv: int) -> int:
+    """How many programs split one head's value dim: ceil(dv / block_dv)."""
+    return -(-dv // block_dv)
+
+
+def scan_node_arguments(dtype: str, block_dv: int) -> tuple[TensorArg | ScalarArg, ...]:
+    """The arguments of every kernel that can back the `lion.SelectiveScan` node, in the order TensorRT's AOT path
+    passes them: inputs q, k, v, log_decay (fp32); the int32 length L; outputs y and the fp32 scratch buffers
+    num_scratch (B, H, L, dv) and den_scratch (B, H, ceil(dv / block_dv), L). One definition, so the scan and the
+    chunked kernel stay interchangeable behind one plugin."""
+    return (
+        TensorArg("q", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
+        TensorArg("k", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
+        TensorArg("v", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg("log_decay", "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
+        ScalarArg("L", lambda s: s.length, "L"),
+        TensorArg("y", "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg("num_scratch", "output", "fp32", lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg("den_scratch", "output", "fp32",
+                  lambda s: (s.batch, s.heads, dv_tiles(s.dv, block_dv), s.length),
+                  f"(B, H, ceil(dv / {block_dv}), L)"),
+    )
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """One kernel as an AOT launcher sees it.

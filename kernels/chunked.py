@@ -73,7 +73,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .aot import KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg
+from .aot import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
 
 #: head dims the kernels take (padded to a power of two >= 16 inside, masked)
 MAX_HEAD_DIM = 128
@@ -335,22 +335,13 @@ def _lion_chunked_bwd_dkdv(q_ptr, k_ptr, v_ptr, a_ptr, dy_ptr, num_ptr, den_ptr,
             norm = norm * tl.exp(total) + tl.sum(q_out * dden[:, None], 0)
 
 
-def _padded(dim: int) -> int:
-    """Head dims are padded to a power of two >= 16 (tiles below 16 do not compile for every target)."""
-    return max(16, triton.next_power_of_2(dim))
-
-
 def _block_dv(dv: int) -> int:
-    return min(_padded(dv), _MAX_BLOCK_DV)
-
-
-def _dv_tiles(dv: int) -> int:
-    return triton.cdiv(dv, _block_dv(dv))
+    return min(padded_head_dim(dv), _MAX_BLOCK_DV)
 
 
 def _num_warps(dk: int, dv: int, chunk_size: int) -> int:
     """4 warps for tiles up to 64 wide, 8 beyond (not tuned on a GPU yet)."""
-    return 4 if max(_padded(dk), _padded(dv), chunk_size) <= 64 else 8
+    return 4 if max(padded_head_dim(dk), padded_head_dim(dv), chunk_size) <= 64 else 8
 
 
 def _backward_chunk(dk: int, dv: int, chunk_size: int, ieee: bool) -> int:
@@ -360,13 +351,13 @@ def _backward_chunk(dk: int, dv: int, chunk_size: int, ieee: bool) -> int:
     of shared memory at chunk 64, more than A100 / Orin offer (164 KB); at chunk 32 it needs 128 / 144 KB. fp16 / bf16
     inputs need at most 96 KB at chunk 64.
     """
-    if ieee and max(_padded(dk), _padded(dv)) > 64:
+    if ieee and max(padded_head_dim(dk), padded_head_dim(dv)) > 64:
         return min(chunk_size, 32)
     return chunk_size
 
 
 def _forward_grid(shape: ProblemShape) -> tuple[int, int, int]:
-    return shape.batch * shape.heads, _dv_tiles(shape.dv), 1
+    return shape.batch * shape.heads, dv_tiles(shape.dv, _block_dv(shape.dv)), 1
 
 
 def check_problem(dk: int, dv: int, chunk_size: int) -> None:
@@ -388,7 +379,7 @@ def kernel_chunk_size(chunk_size: int) -> int:
 
 def _constexprs(dk: int, dv: int, block_dv: int, chunk_size: int, normalize: bool, eps: float,
                 ieee: bool) -> dict[str, int | float | bool]:
-    return {"DK": dk, "DV": dv, "BLOCK_DK": _padded(dk), "BLOCK_DV": block_dv, "CHUNK": chunk_size,
+    return {"DK": dk, "DV": dv, "BLOCK_DK": padded_head_dim(dk), "BLOCK_DV": block_dv, "CHUNK": chunk_size,
             "NORMALIZE": bool(normalize), "EPS": float(eps), "IEEE": bool(ieee)}
 
 
@@ -407,7 +398,7 @@ def chunked_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.
     dv = v.shape[-1]
     y = torch.empty_like(v)
     num = torch.empty(batch, heads, length, dv, dtype=a.dtype, device=q.device)
-    den = torch.empty(batch, heads, _dv_tiles(dv), length, dtype=a.dtype, device=q.device)
+    den = torch.empty(batch, heads, dv_tiles(dv, _block_dv(dv)), length, dtype=a.dtype, device=q.device)
     if y.numel():
         grid = _forward_grid(ProblemShape(batch, heads, length, dk, dv))
         _lion_chunked_fwd[grid](q, k, v, a, length, y, num, den,
@@ -433,7 +424,7 @@ def chunked_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch
     g = torch.empty(2, 2, bh, 2, length, **options)       # (kernel, sweep, B*H, [gP, gQ], L)
     if dq.numel() and dv_parts.numel():
         chunk = _backward_chunk(dk, dv, chunk_size, _ieee(q.dtype))
-        meta = _constexprs(dk, dv, _padded(dv), chunk, normalize, eps, _ieee(q.dtype))
+        meta = _constexprs(dk, dv, padded_head_dim(dv), chunk, normalize, eps, _ieee(q.dtype))
         launch = {"num_warps": _num_warps(dk, dv, chunk), "num_stages": _NUM_STAGES}
         _lion_chunked_bwd_dq[(bh, 2)](q, k, v, a, dy, num, den, length, dq, g[0], **meta, **launch)
         _lion_chunked_bwd_dkdv[(bh, 2)](q, k, v, a, dy, num, den, length, dk_parts, dv_parts, g[1],
@@ -459,18 +450,7 @@ def aot_specs(config: KernelConfig) -> list[KernelSpec]:
     check_problem(config.dk, config.dv, config.chunk_size)
     dtype = config.dtype
     block_dv = _block_dv(config.dv)
-    args = (
-        TensorArg("q", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("k", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("v", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("log_decay", "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
-        ScalarArg("L", lambda s: s.length, "L"),
-        TensorArg("y", "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("num_scratch", "output", "fp32", lambda s: (s.batch, s.heads, s.length, s.dv),
-                  "(B, H, L, dv)"),
-        TensorArg("den_scratch", "output", "fp32", lambda s: (s.batch, s.heads, _dv_tiles(s.dv), s.length),
-                  f"(B, H, ceil(dv / {block_dv}), L)"),
-    )
+    args = scan_node_arguments(dtype, block_dv)
     return [KernelSpec(
         name="lion_chunked_fwd", fn=_lion_chunked_fwd, args=args,
         constexprs=_constexprs(config.dk, config.dv, block_dv, config.chunk_size, config.normalize, config.eps,

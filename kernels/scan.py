@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .aot import KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg
+from .aot import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
 
 _TORCH_TO_TRITON = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 #: widest dv tile one program holds: a 128 x 32 fp32 state is 32 registers per thread at 4 warps
@@ -103,25 +103,16 @@ def _lion_scan_fwd(q, k, v, log_decay, L, y, num_scratch, den_scratch,
         tl.store(y_row + i * DV, num.to(y.dtype.element_ty), mask=mask_v)
 
 
-def _padded(dim: int) -> int:
-    """Head dims are padded to a power of two >= 16 (tiles below 16 do not compile for every target)."""
-    return max(16, triton.next_power_of_2(dim))
-
-
 def _block_dv(dv: int) -> int:
-    return min(_padded(dv), _MAX_BLOCK_DV)
-
-
-def _dv_tiles(dv: int) -> int:
-    return triton.cdiv(dv, _block_dv(dv))
+    return min(padded_head_dim(dv), _MAX_BLOCK_DV)
 
 
 def _grid(shape: ProblemShape) -> tuple[int, int, int]:
-    return shape.batch * shape.heads, _dv_tiles(shape.dv), 1
+    return shape.batch * shape.heads, dv_tiles(shape.dv, _block_dv(shape.dv)), 1
 
 
 def _constexprs(dk: int, dv: int, normalize: bool, eps: float) -> dict[str, int | float | bool]:
-    return {"DK": dk, "DV": dv, "BLOCK_DK": _padded(dk), "BLOCK_DV": _block_dv(dv),
+    return {"DK": dk, "DV": dv, "BLOCK_DK": padded_head_dim(dk), "BLOCK_DV": _block_dv(dv),
             "NORMALIZE": bool(normalize), "EPS": float(eps)}
 
 
@@ -152,7 +143,8 @@ def lion_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor
         return y
     shape = ProblemShape(batch, heads, length, dk, dv)
     num_scratch = torch.empty(batch, heads, length, dv, dtype=torch.float32, device=q.device)
-    den_scratch = torch.empty(batch, heads, _dv_tiles(dv), length, dtype=torch.float32, device=q.device)
+    den_scratch = torch.empty(batch, heads, dv_tiles(dv, _block_dv(dv)), length, dtype=torch.float32,
+                              device=q.device)
     _lion_scan_fwd[_grid(shape)](
         q.contiguous(), k.contiguous(), v.contiguous(), a.to(torch.float32).contiguous(), length,
         y, num_scratch, den_scratch, **_constexprs(dk, dv, normalize, eps), num_warps=_NUM_WARPS,
@@ -164,18 +156,7 @@ def aot_specs(config: KernelConfig) -> list[KernelSpec]:
     """The scan kernel as TensorRT's AOT path launches it (see the module docstring for the convention)."""
     _check_head_dims(config.dk, config.dv)
     dtype = config.dtype
-    args = (
-        TensorArg("q", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("k", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("v", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("log_decay", "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
-        ScalarArg("L", lambda s: s.length, "L"),
-        TensorArg("y", "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("num_scratch", "output", "fp32", lambda s: (s.batch, s.heads, s.length, s.dv),
-                  "(B, H, L, dv)"),
-        TensorArg("den_scratch", "output", "fp32", lambda s: (s.batch, s.heads, _dv_tiles(s.dv), s.length),
-                  f"(B, H, ceil(dv / {_block_dv(config.dv)}), L)"),
-    )
+    args = scan_node_arguments(dtype, _block_dv(config.dv))
     return [KernelSpec(
         name="lion_scan_fwd", fn=_lion_scan_fwd, args=args,
         constexprs=_constexprs(config.dk, config.dv, config.normalize, config.eps),
