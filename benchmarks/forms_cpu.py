@@ -3,6 +3,9 @@
 One LION-S attention layer at vit-tiny width (3 heads, head dim 64), batch 1, L = 256 .. 16384. Every
 (form, L) point runs in a fresh subprocess so one measurement's allocations cannot inflate another's peak:
 peak memory is the child's peak RSS minus its RSS just before the timed call (inputs already allocated).
+Single-threaded (the like-for-like comparison, and far less noisy on a shared 2-core machine), with denormal
+floats flushed to zero: LION-S decay products reach the denormal range, where x86 CPUs slow down 10-50x, which
+would otherwise make this a benchmark of denormal handling (benchmarks/onnx_cpu.py does the same).
 Prints a table, writes it as JSON, and saves a plot of latency and peak memory against L.
 
     python benchmarks/forms_cpu.py                 # full sweep (a few minutes on 2 cores)
@@ -24,7 +27,8 @@ import json, resource, sys, time, torch
 import torch.nn.functional as F
 from lion_export import lion_attention
 form, length, heads, dim, chunk, repeats = sys.argv[1], *map(int, sys.argv[2:7])
-torch.set_num_threads(torch.get_num_threads())
+torch.set_num_threads(1)
+torch.set_flush_denormal(True)
 gen = torch.Generator().manual_seed(0)
 q = torch.rand(1, heads, length, dim, generator=gen)
 k = torch.rand(1, heads, length, dim, generator=gen)
