@@ -94,6 +94,26 @@ def test_vision_export_is_verified(tmp_path, mode, opset):
         assert attrs == {"normalize": 1, "eps": pytest.approx(1e-6), "plugin_namespace": PLUGIN_NAMESPACE.encode()}
 
 
+def test_vision_export_without_position_embedding_is_verified_at_three_image_sizes(tmp_path):
+    """No learnt positions: the image sides are dynamic, so parity runs at three token counts (the traced 4x4
+    patches, a non-square 3x4 and 3x6 = 19 tokens, not a multiple of the chunk), and `verify --seq-lens` takes any
+    token counts, realised as near-square images."""
+    checkpoint = _checkpoint(tmp_path, "vit-tiny", mask="selective", pos_embed=False, **VISION)
+    report_path = tmp_path / "report.json"
+    result = _run(checkpoint, "--mode", "recurrent", "--chunk-size", 8, "--quiet", "--report", report_path)
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["passed"] and report["varied"] == "seq_len"
+    cases = [(case["seq_len"], case["input_shapes"]["images"]) for case in report["cases"]]
+    assert cases == [(17, [2, 3, 32, 32]), (13, [2, 3, 24, 32]), (19, [2, 3, 24, 48])]
+
+    result = _run("verify", checkpoint, tmp_path / "model.onnx", "--seq-lens", "5,30,41", "--report", report_path)
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["passed"]
+    assert [c["input_shapes"]["images"] for c in report["cases"]] == [[2, 3, 16, 16], [2, 3, 8, 232], [2, 3, 40, 64]]
+
+
 def test_export_subcommand_name_and_no_verify(tmp_path):
     checkpoint = _checkpoint(tmp_path, "vit-tiny", mask="decay", **VISION)
     result = _run("export", checkpoint, "--mode", "recurrent", "--no-verify", "--quiet", "--static", "--batch", 1)

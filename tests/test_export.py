@@ -190,6 +190,37 @@ def test_fp16_graph_keeps_decays_in_fp32(tmp_path, mode):
     np.testing.assert_allclose(actual.astype(np.float32), expected, atol=5e-3, rtol=1e-2)
 
 
+@pytest.mark.parametrize("mode", ["chunked", "recurrent"])
+def test_vision_export_without_position_embedding_keeps_image_sides_dynamic(tmp_path, mode):
+    """H and W are dynamic multiples of the patch: one file runs square and non-square images whose token counts
+    (17, 11, 21; none a multiple of the chunk, 8) span two or three chunks, and matches eager PyTorch at each."""
+    torch.manual_seed(0)
+    model = create_model("vit-tiny", mask="selective", pos_embed=False, **VISION).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", mode=mode, chunk_size=8)
+    onnx.checker.check_model(str(path), full_check=True)
+    proto = onnx.load(path)
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "8*height_patches", "8*width_patches"]
+    session = _session(str(path))
+    for batch, height, width in [(2, 32, 32), (1, 16, 40), (3, 32, 40)]:
+        images = torch.randn(batch, 3, height, width)
+        with torch.no_grad():
+            expected = model(images).numpy()
+        np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_vision_trace_example_follows_seq_len_without_position_embedding():
+    from lion_export.export.signature import graph_signature
+
+    free = create_model("vit-tiny", mask="lit", pos_embed=False, **VISION).eval()
+    signature = graph_signature(free, batch=2, seq_len=13, dtype=torch.float32, static=False)
+    assert signature.example_inputs[0].shape == (2, 3, 24, 32) and signature.seq_len == 13
+    with pytest.raises(ValueError, match="at least 2x2 patches; the example has 1x7"):
+        graph_signature(free, batch=2, seq_len=8, dtype=torch.float32, static=False)
+    static = graph_signature(free, batch=1, seq_len=8, dtype=torch.float32, static=True)
+    assert static.example_inputs[0].shape == (1, 3, 8, 56) and static.dynamic_shapes is None
+
+
 def test_static_export_with_external_data(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT_BYTES", 0)         # as if the weights exceeded 2 GiB
     torch.manual_seed(0)

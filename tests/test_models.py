@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from lion_export import PRESETS, VARIANTS, LionAttention, create_model, get_variant, set_form
 from lion_export.models import TextConfig, VisionConfig, model_from_config
+from lion_export.models.vision import patch_grid_for_tokens
 
 FORMS = ("parallel", "chunked", "recurrent")
 MASKS = tuple(VARIANTS)
@@ -169,6 +170,58 @@ def test_vision_model_pooling_and_class_token():
         torch.testing.assert_close(model(images), model.head(x[:, 0]))
     with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
         model(torch.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("mask", MASKS)
+def test_vision_model_without_position_embedding_takes_any_multiple_of_the_patch(mask):
+    """No learnt positions: any H, W that are multiples of the patch run, square or not, with (H/p)(W/p) + 1 tokens
+    in row-major patch order after the class token, the same in every form."""
+    torch.manual_seed(0)
+    model = create_model("vit-tiny", mask=mask, depth=1, dim=16, num_heads=2, img_size=32, patch_size=8,
+                         num_classes=4, pos_embed=False).eval()
+    _randomise(model, 1)
+    for height, width in [(32, 32), (16, 40), (8, 8)]:                   # 17, 11 and 2 tokens
+        images = torch.randn(2, 3, height, width)
+        with torch.no_grad():
+            logits = _forms_agree(model, images, chunk_size=4)
+            # the same model composed by hand from an explicit patch unfold (row-major, as Conv2d's flatten is)
+            weight = model.patch_embed.proj.weight.flatten(1)
+            patches = F.unfold(images, kernel_size=8, stride=8).transpose(1, 2)
+            tokens = patches @ weight.T + model.patch_embed.proj.bias
+            assert tokens.shape[1] == (height // 8) * (width // 8)
+            x = torch.cat([model.cls_token.expand(2, -1, -1), tokens], 1)
+            set_form(model, "parallel")
+            x = model.norm(model.blocks[0](x))
+            torch.testing.assert_close(logits, model.head(x.mean(1)), rtol=1e-5, atol=1e-5)
+
+
+def test_vision_model_rejects_image_sizes_it_cannot_take():
+    torch.manual_seed(0)
+    free = create_model("vit-tiny", mask="lit", depth=1, dim=16, num_heads=2, img_size=32, patch_size=8,
+                        num_classes=3, pos_embed=False).eval()
+    for bad in [(30, 32), (32, 4), (0, 16)]:
+        with pytest.raises(ValueError, match=rf"multiples of patch_size \(8\), got {bad[0]}x{bad[1]}"):
+            free(torch.randn(1, 3, *bad))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\), got \(1, 1, 32, 32\)"):
+        free(torch.randn(1, 1, 32, 32))
+    fixed = create_model("vit-tiny", mask="lit", depth=1, dim=16, num_heads=2, img_size=32, patch_size=8,
+                         num_classes=3, pos_embed=True).eval()
+    for bad in [(16, 16), (32, 40)]:
+        with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\) \(the learnt position embedding"):
+            fixed(torch.randn(1, 3, *bad))
+
+
+def test_patch_grid_for_tokens_is_the_most_square_grid():
+    for tokens in range(2, 80):
+        rows, cols = patch_grid_for_tokens(tokens)
+        assert rows * cols + 1 == tokens and rows <= cols
+        # brute force over every factor pair: none is closer to square
+        pairs = [(r, (tokens - 1) // r) for r in range(1, tokens) if (tokens - 1) % r == 0]
+        assert cols - rows == min(abs(c - r) for r, c in pairs)
+    assert patch_grid_for_tokens(17) == (4, 4) and patch_grid_for_tokens(129) == (8, 16)
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="at least 2 tokens"):
+            patch_grid_for_tokens(bad)
 
 
 @pytest.mark.parametrize("mask", MASKS)
@@ -341,3 +394,12 @@ def test_models_export_with_dynamic_batch_and_sequence():
     program = export(vision, (torch.randn(2, 3, 16, 16),), dynamic_shapes=({0: Dim("batch")},))
     images = torch.randn(5, 3, 16, 16)
     torch.testing.assert_close(program.module()(images), vision(images))
+
+    # without a position embedding H and W stay symbolic: the eager-only size check adds no guard
+    free = create_model("vit-tiny", mask="selective", depth=1, dim=16, num_heads=2, img_size=16, patch_size=4,
+                        num_classes=3, pos_embed=False, form="parallel").eval()
+    sides = {2: 4 * Dim("rows", min=1), 3: 4 * Dim("cols", min=1)}
+    program = export(free, (torch.randn(2, 3, 16, 16),), dynamic_shapes=({0: Dim("batch"), **sides},))
+    for height, width in [(8, 20), (12, 8), (24, 12)]:         # torch.export assumes >= 2 patches a side
+        images = torch.randn(3, 3, height, width)
+        torch.testing.assert_close(program.module()(images), free(images))

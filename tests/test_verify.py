@@ -19,6 +19,7 @@ from lion_export.verify import (TOLERANCES, InputsError, OnnxRuntimeRunner, Torc
                                 default_seq_lens, graph_input_specs, load_inputs, tolerance_for, verify_onnx,
                                 write_report)
 from lion_export.verify.compare import compare_output
+from lion_export.verify.parity import default_image_token_counts
 from lion_export.verify.inputs import image_size_for_tokens, padded_attention_mask, tokens_for_image
 
 
@@ -98,6 +99,17 @@ def test_default_lengths_include_trace_another_and_a_non_multiple_of_the_chunk()
     assert lengths[0] == 197 and len(lengths) == 3 and len(set(lengths)) == 3
     assert any(n % 64 and n > 64 for n in lengths)
     assert max(default_seq_lens(500, 256, max_len=512)) <= 512
+
+
+@pytest.mark.parametrize("trace, chunk", [(17, 64), (17, 8), (5, 2), (197, 64), (26, 13), (5, 1)])
+def test_default_image_token_counts_are_three_realisable_grids(trace, chunk):
+    counts = default_image_token_counts(trace, chunk)
+    assert counts[0] == trace and len(set(counts)) == 3
+    assert chunk == 1 or any(n % chunk and n > chunk for n in counts)  # a partial chunk after a full one
+    for n in counts:
+        height, width = image_size_for_tokens(n, 8)
+        assert tokens_for_image(height, width, 8) == n and min(height, width) >= 16   # >= 2 patches a side
+    assert default_image_token_counts(17, 64) == [17, 13, 129]      # 4x4, 3x4 and 8x16 patches
 
 
 # --- runners ----------------------------------------------------------------------------------------------------
@@ -230,6 +242,16 @@ def test_vision_model_with_position_embedding_varies_the_batch(vision_files):
     assert any("position embedding" in n for n in report.notes)
     with pytest.raises(ValueError, match="fixed at 5 tokens"):
         verify_onnx(model, onnx_file, seq_lens=[17], progress=False)
+
+
+def test_static_export_without_position_embedding_is_verified_at_its_traced_size(tmp_path):
+    """A static export traced at 13 tokens (24x32) is fed 24x32 images, not the config's img_size."""
+    model = _vision_model(pos_embed=False, patch_size=8)
+    path = export_onnx(model, tmp_path / "static.onnx", mode="parallel", static=True, batch=1, seq_len=13)
+    report = verify_onnx(model, path, progress=False)
+    assert report.passed and report.varied == "batch"
+    assert [(c.seq_len, c.input_shapes["images"]) for c in report.cases] == [(13, [1, 3, 24, 32])]
+    assert any("static image size" in n for n in report.notes)
 
 
 def test_fp16_tolerance_is_met_by_the_tiny_models(tmp_path):

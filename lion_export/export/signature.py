@@ -1,9 +1,10 @@
 """The graph interface of an exported LION model: input / output names, example inputs and dynamic axes.
 
 Graph inputs follow the model (issue 3): `images` (B, C, H, W) for vision models, `input_ids` and
-`attention_mask` (B, L) int64 for text encoders. Vision models take H = W = img_size only (the learnt position
-embedding fixes the token count), so their one dynamic axis is the batch; text encoders get dynamic batch and
-sequence axes, the sequence bounded by max_len. Output axes get the same names as the input axes they follow,
+`attention_mask` (B, L) int64 for text encoders. A vision model with a learnt position embedding takes H = W =
+img_size only (the embedding fixes the token count), so its one dynamic axis is the batch; without one, H and W are
+dynamic too, as multiples of the patch size (L = (H/p)(W/p) + 1 varies with them). Text encoders get dynamic batch
+and sequence axes, the sequence bounded by max_len. Output axes get the same names as the input axes they follow,
 because the exporter's own symbols for them are expressions (e.g. Min(seq, 64*ceil(seq/64)) after the chunked
 form's padding) that mean nothing to a user of the file.
 """
@@ -14,8 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..models.vision import patch_grid_for_tokens
+
 BATCH_AXIS = "batch"
 SEQ_AXIS = "seq_len"
+HEIGHT_PATCHES_AXIS = "height_patches"
+WIDTH_PATCHES_AXIS = "width_patches"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,38 @@ def _config(model: nn.Module):
     return config
 
 
+def _vision_signature(config, batch: int, seq_len: int | None, dtype: torch.dtype, static: bool,
+                      batch_dim: torch.export.Dim) -> GraphSignature:
+    """Images (B, C, H, W) -> logits. With a learnt position embedding H = W = img_size, so the batch is the only
+    dynamic axis; without one H and W are dynamic multiples of the patch size (the model takes any such image),
+    traced at img_size x img_size or at the near-square image of `seq_len` tokens."""
+    patch = config.patch_size
+    tokens = config.num_patches + 1
+    if config.pos_embed or seq_len is None:
+        if seq_len is not None and seq_len != tokens:
+            raise ValueError(f"this vision model's sequence length is fixed at {tokens} tokens by its learnt "
+                             f"position embedding ({config.img_size}x{config.img_size}, patch {patch}); "
+                             f"got seq_len={seq_len}")
+        rows = cols = config.img_size // patch
+    else:
+        rows, cols = patch_grid_for_tokens(seq_len)
+    if not (static or config.pos_embed) and min(rows, cols) < 2:
+        # torch.export treats a size-1 example axis as the constant 1: each side needs >= 2 patches to stay dynamic
+        raise ValueError(f"dynamic image sizes are traced from an image of at least 2x2 patches; the example has "
+                         f"{rows}x{cols} (seq_len {rows * cols + 1}): use --seq-len with a count whose near-square "
+                         "grid is at least 2x2 (e.g. 5), or --static")
+    images = torch.randn(batch, config.in_chans, rows * patch, cols * patch, dtype=dtype)
+    dims: tuple[str | int, ...] = (batch if static else BATCH_AXIS, config.num_classes)
+    if static:
+        dynamic = None
+    elif config.pos_embed:
+        dynamic = ({0: batch_dim},)
+    else:
+        dynamic = ({0: batch_dim, 2: patch * torch.export.Dim(HEIGHT_PATCHES_AXIS, min=1),
+                    3: patch * torch.export.Dim(WIDTH_PATCHES_AXIS, min=1)},)
+    return GraphSignature(("images",), ("logits",), (images,), dynamic, (dims,), rows * cols + 1)
+
+
 def graph_signature(model: nn.Module, *, batch: int, seq_len: int | None, dtype: torch.dtype,
                     static: bool) -> GraphSignature:
     """The signature for tracing `model` on a (batch, seq_len) example; seq_len None = the model's default."""
@@ -50,14 +87,7 @@ def graph_signature(model: nn.Module, *, batch: int, seq_len: int | None, dtype:
                          "use --batch 2 or more, or --static for a graph fixed to batch 1")
     batch_dim = torch.export.Dim(BATCH_AXIS, min=1)
     if config.kind == "vision":
-        tokens = config.num_patches + 1
-        if seq_len is not None and seq_len != tokens:
-            raise ValueError(f"this vision model's sequence length is fixed at {tokens} tokens by its image size "
-                             f"({config.img_size}x{config.img_size}, patch {config.patch_size}); got seq_len={seq_len}")
-        images = torch.randn(batch, config.in_chans, config.img_size, config.img_size, dtype=dtype)
-        dims: tuple[str | int, ...] = (batch if static else BATCH_AXIS, config.num_classes)
-        return GraphSignature(("images",), ("logits",), (images,), None if static else ({0: batch_dim},),
-                              (dims,), tokens)
+        return _vision_signature(config, batch, seq_len, dtype, static, batch_dim)
 
     seq_len = min(128, config.max_len) if seq_len is None else seq_len
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 1 <= seq_len <= config.max_len:
@@ -77,4 +107,5 @@ def graph_signature(model: nn.Module, *, batch: int, seq_len: int | None, dtype:
                           (dims,), seq_len)
 
 
-__all__ = ["BATCH_AXIS", "SEQ_AXIS", "GraphSignature", "graph_signature"]
+__all__ = ["BATCH_AXIS", "SEQ_AXIS", "HEIGHT_PATCHES_AXIS", "WIDTH_PATCHES_AXIS", "GraphSignature",
+           "graph_signature"]

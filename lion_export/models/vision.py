@@ -8,6 +8,7 @@ N+1 tokens -> head. LayerNorms use eps 1e-6. Dropout / drop-path are training-on
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,40 @@ class VisionConfig(ModelConfig):
     @property
     def num_patches(self) -> int:
         return (self.img_size // self.patch_size) ** 2
+
+
+def check_image_shape(config: VisionConfig, shape: tuple[int, ...] | torch.Size) -> None:
+    """Raise ValueError unless `shape` is (B, in_chans, H, W) images the model accepts.
+
+    A learnt position embedding has one row per token of an img_size x img_size image, so such a model takes that
+    size only. Without one nothing in the model depends on the token count, so (like a ViT without learnt
+    positions) any H and W that are multiples of patch_size work, square or not: L = (H/p)(W/p) + 1 tokens.
+    """
+    channels, patch = config.in_chans, config.patch_size
+    if len(shape) != 4 or shape[1] != channels:
+        raise ValueError(f"expected images of shape (B, {channels}, H, W), got {tuple(shape)}")
+    height, width = shape[2], shape[3]
+    if config.pos_embed:
+        size = config.img_size
+        if (height, width) != (size, size):
+            raise ValueError(f"expected images of shape (B, {channels}, {size}, {size}) (the learnt position "
+                             f"embedding fixes the image size), got {tuple(shape)}")
+    elif height < patch or width < patch or height % patch or width % patch:
+        raise ValueError(f"image height and width must be positive multiples of patch_size ({patch}), "
+                         f"got {height}x{width}")
+
+
+def patch_grid_for_tokens(tokens: int) -> tuple[int, int]:
+    """(rows, cols) of patches with rows * cols + 1 == tokens (the class token), as square as possible, rows <= cols.
+
+    Every count >= 2 has one (a 1 x n strip at worst), so a model without a position embedding can run at any
+    token count; near-square grids are the images such a model would really see.
+    """
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 2:
+        raise ValueError(f"a vision model needs at least 2 tokens (one patch + the class token), got {tokens!r}")
+    patches = tokens - 1
+    rows = max(d for d in range(1, math.isqrt(patches) + 1) if patches % d == 0)
+    return rows, patches // rows
 
 
 class Mlp(nn.Module):
@@ -85,7 +120,8 @@ class VisionBlock(nn.Module):
 
 
 class LionVisionTransformer(nn.Module):
-    """Images (B, in_chans, img_size, img_size) -> class logits (B, num_classes)."""
+    """Images (B, in_chans, H, W) -> class logits (B, num_classes); H = W = img_size when pos_embed is on, any
+    multiples of patch_size otherwise (see check_image_shape)."""
 
     def __init__(self, config: VisionConfig) -> None:
         super().__init__()
@@ -110,10 +146,9 @@ class LionVisionTransformer(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        size = self.config.img_size
-        if images.dim() != 4 or images.shape[1] != self.config.in_chans or tuple(images.shape[2:]) != (size, size):
-            raise ValueError(f"expected images of shape (B, {self.config.in_chans}, {size}, {size}), "
-                             f"got {tuple(images.shape)}")
+        # eager only: under torch.export the size checks would add guards that specialise dynamic H / W
+        if not torch.compiler.is_exporting():
+            check_image_shape(self.config, images.shape)
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         if self.pos_embed is not None:
@@ -125,4 +160,5 @@ class LionVisionTransformer(nn.Module):
         return self.head(pooled)
 
 
-__all__ = ["VisionConfig", "Mlp", "PatchEmbed", "VisionBlock", "LionVisionTransformer"]
+__all__ = ["VisionConfig", "check_image_shape", "patch_grid_for_tokens", "Mlp", "PatchEmbed", "VisionBlock",
+           "LionVisionTransformer"]

@@ -7,12 +7,13 @@ signature before anything runs, so a wrong file gives one clear error instead of
 """
 from __future__ import annotations
 
-import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..models.vision import patch_grid_for_tokens
 
 
 class InputsError(ValueError):
@@ -49,11 +50,8 @@ def graph_input_specs(model) -> list[InputSpec]:
 
 def image_size_for_tokens(tokens: int, patch: int) -> tuple[int, int]:
     """(H, W) with (H/p)(W/p) + 1 == tokens, as square as possible (every L >= 2 is reachable with W >= H)."""
-    if tokens < 2:
-        raise ValueError(f"a vision model needs at least 2 tokens (one patch + the class token), got {tokens}")
-    patches = tokens - 1
-    rows = max(d for d in range(1, math.isqrt(patches) + 1) if patches % d == 0)
-    return rows * patch, (patches // rows) * patch
+    rows, cols = patch_grid_for_tokens(tokens)
+    return rows * patch, cols * patch
 
 
 def tokens_for_image(height: int, width: int, patch: int) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..inspect import load_onnx_model, metadata
+from ..models.vision import patch_grid_for_tokens
 from .compare import compare_outputs, failed_comparison
 from .inputs import (InputSpec, check_feed, graph_input_specs, image_size_for_tokens, load_inputs, make_image_feed,
                      make_text_feed, tokens_for_image)
@@ -69,6 +70,23 @@ def default_seq_lens(trace_len: int, chunk_size: int, max_len: int | None = None
     return list(dict.fromkeys(lengths))
 
 
+def default_image_token_counts(trace_len: int, chunk_size: int) -> list[int]:
+    """Three different token counts of images for a model whose image size can vary: the trace's, the traced patch
+    grid with one row fewer (one more from 2 rows: a non-square image), and the first count from 2c + 1 up that is
+    not a multiple of c, differs from both and has a grid of at least 2x2 patches (a partial third chunk).
+
+    Every grid here has two or more patches a side, as torch.export assumes of a dynamic axis it traced from >= 2;
+    default_seq_lens would not do: it can repeat a count (17 tokens at c = 8) or pick a 1 x n strip.
+    """
+    rows, cols = patch_grid_for_tokens(trace_len)
+    other = (rows - 1 if rows > 2 else rows + 1) * cols + 1
+    uneven = 2 * chunk_size + 1
+    while (uneven in (trace_len, other) or (chunk_size > 1 and uneven % chunk_size == 0)
+           or min(patch_grid_for_tokens(uneven)) < 2):
+        uneven += 1
+    return [trace_len, other, uneven]
+
+
 def _batches(spec: InputSpec, batch: int) -> list[int]:
     if isinstance(spec.shape[0], int):
         return [spec.shape[0]]
@@ -82,8 +100,10 @@ def _vision_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int
         raise ValueError(f"a vision model's graph needs a 4-D float image input; it has "
                          f"{', '.join(s.describe() for s in specs)}")
     patch = config.patch_size
-    trace = tokens_for_image(config.img_size, config.img_size, patch)
     static_size = isinstance(image.shape[2], int) and isinstance(image.shape[3], int)
+    # a static export without a position embedding may have been traced at any image size: the graph's is the one
+    height, width = image.shape[2:] if static_size else (config.img_size, config.img_size)
+    trace = tokens_for_image(height, width, patch)
     if isinstance(image.shape[0], int):
         batch = image.shape[0]
     if config.pos_embed or static_size:
@@ -92,12 +112,12 @@ def _vision_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int
             raise ValueError(f"this model's sequence length is fixed at {trace} tokens by {reason}; "
                              f"it cannot be verified at lengths {seq_lens}")
         batches = _batches(image, batch)
-        notes.append(f"sequence length fixed at {trace} tokens ({config.img_size}x{config.img_size} images) by "
+        notes.append(f"sequence length fixed at {trace} tokens ({height}x{width} images) by "
                      f"{reason}: verified at batch sizes {', '.join(map(str, batches))} instead")
-        return "batch", [Case(f"B={b} L={trace}", trace, b,
-                              make_image_feed(image, b, config.img_size, config.img_size, rng)) for b in batches]
-    lengths = seq_lens or default_seq_lens(_meta_int(meta, "trace_seq_len") or trace,
-                                           _meta_int(meta, "chunk_size") or config.chunk_size)
+        return "batch", [Case(f"B={b} L={trace}", trace, b, make_image_feed(image, b, height, width, rng))
+                         for b in batches]
+    lengths = seq_lens or default_image_token_counts(_meta_int(meta, "trace_seq_len") or trace,
+                                                     _meta_int(meta, "chunk_size") or config.chunk_size)
     cases = []
     for length in lengths:
         height, width = image_size_for_tokens(length, patch)
@@ -242,4 +262,4 @@ def _progress(cases: list[Case], show: bool):
             bar.advance(task)
 
 
-__all__ = ["verify_onnx", "default_seq_lens", "FLOAT64_BUDGET_BYTES"]
+__all__ = ["verify_onnx", "default_seq_lens", "default_image_token_counts", "FLOAT64_BUDGET_BYTES"]
