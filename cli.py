@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -24,6 +25,22 @@ class DefaultGroup(click.Group):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Usage errors (an unknown option, a missing argument) as one line and exit 2, like every other bad input;
+        a bare `lion-export` still shows the help."""
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "lion-export"
+            _bad_input(f"{exc.format_message().rstrip('.')} (see '{command} --help')")
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            raise SystemExit(1) from None
+
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lion-export")
@@ -35,8 +52,8 @@ def main() -> None:
     """
 
 
-def _verify_bad_input(message: str) -> None:
-    """One line on stderr and exit code 2: the `verify` / `inspect` convention for bad input."""
+def _bad_input(message: str) -> NoReturn:
+    """One line on stderr and exit code 2: every command's answer to bad input (no traceback, nothing written)."""
     click.echo(f"lion-export: error: {message}", err=True)
     raise SystemExit(2)
 
@@ -49,17 +66,25 @@ def _parse_seq_lens(text: str | None) -> list[int] | None:
     except ValueError:
         lengths = []
     if not lengths or any(n < 2 for n in lengths):
-        _verify_bad_input(f"--seq-lens must be a comma-separated list of integers >= 2, got {text!r}")
+        _bad_input(f"--seq-lens must be a comma-separated list of integers >= 2, got {text!r}")
     return lengths
 
 
-def _positive_int(option: str, text: str | None) -> int | None:
+def _int_option(option: str, text: str) -> int:
     """An integer option parsed here, not by click, so a bad value is one line (click's usage error is several)."""
+    try:
+        return int(text)
+    except ValueError:
+        _bad_input(f"{option} must be an integer, got {text!r}")
+
+
+def _positive_int(option: str, text: str | None) -> int | None:
+    """A positive integer option, or None when not given."""
     if text is None:
         return None
     value = _int_option(option, text)
     if value <= 0:
-        _verify_bad_input(f"{option} must be a positive integer, got {text!r}")
+        _bad_input(f"{option} must be a positive integer, got {text!r}")
     return value
 
 
@@ -73,12 +98,12 @@ def _check_report_target(path: Path | None) -> None:
     if path is None:
         return
     if path.is_dir():
-        _verify_bad_input(f"--report {path} is a directory; give a file name such as {path / 'report.json'}")
+        _bad_input(f"--report {path} is a directory; give a file name such as {path / 'report.json'}")
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        _verify_bad_input(f"--report {path} cannot be created: {ancestor} is not a writable directory")
+        _bad_input(f"--report {path} cannot be created: {ancestor} is not a writable directory")
 
 
 @main.command("export")
@@ -93,7 +118,7 @@ def _check_report_target(path: Path | None) -> None:
               help="fp32 or fp16 (fp16 graph; decay sums and exponentials stay fp32 inside).")
 @click.option("--opset", metavar="N", help="Standard ONNX opset (default: the newest onnxruntime supports).")
 @click.option("--batch", default="2", show_default=True, metavar="N", help="Batch size of the traced example input.")
-@click.option("--seq-len", metavar="N", help="Tokens in the traced example (text models; default min(128, max_len)).")
+@click.option("--seq-len", metavar="N", help="Tokens in the traced example (text models, default min(128, max_len); vision models without a position embedding: traced at the most nearly square image with that many tokens).")
 @click.option("--static", is_flag=True, help="Freeze batch and sequence axes to the example's sizes.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
@@ -119,11 +144,11 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
 
     if mode not in MODES:
-        _verify_bad_input(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
+        _bad_input(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
     if dtype not in DTYPES:
-        _verify_bad_input(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+        _bad_input(f"unknown --dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     if no_verify and report_path is not None:
-        _verify_bad_input("--report needs the parity check: drop --no-verify")
+        _bad_input("--report needs the parity check: drop --no-verify")
     _check_report_target(report_path)
     chunk = _positive_int("--chunk-size", chunk_size)
     batch_size = _positive_int("--batch", batch)
@@ -140,7 +165,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(_one_line(exc))
+        _bad_input(_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - an exporter failure that is not the user's input: one line, exit 1
         if debug:
             raise
@@ -166,7 +191,7 @@ def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None,
     except (ValueError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(_one_line(exc))
+        _bad_input(_one_line(exc))
     if quiet:
         click.echo(f"wrote {onnx_file}; parity {'PASSED' if report.passed else 'FAILED'}")
     else:
@@ -184,7 +209,7 @@ def _tolerance_option(option: str, text: str | None) -> float | None:
     except ValueError:
         value = -1.0
     if not value >= 0:
-        _verify_bad_input(f"{option} must be a number >= 0, got {text!r}")
+        _bad_input(f"{option} must be a number >= 0, got {text!r}")
     return value
 
 
@@ -221,7 +246,7 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
     batch_size = _positive_int("--batch", batch)
     bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
     if optimization not in OPTIMIZATION_LEVELS:
-        _verify_bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
+        _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
     try:
         model = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path)
         report = verify_onnx(model, onnx_file, seq_lens=lengths, batch=batch_size, atol=bounds["--atol"],
@@ -231,7 +256,7 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
     except (CheckpointError, OnnxFileError, InputsError, ValueError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(str(exc))
+        _bad_input(_one_line(exc))
     if quiet:
         click.echo(f"parity {'PASSED' if report.passed else 'FAILED'}: {onnx_file}")
     else:
@@ -255,19 +280,11 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
     except (OnnxFileError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(str(exc))
+        _bad_input(_one_line(exc))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary)
-
-
-def _int_option(option: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        _verify_bad_input(f"{option} must be an integer, got {text!r}")
-        raise  # unreachable: _verify_bad_input exits
 
 
 @main.command("compile-kernels")
@@ -298,11 +315,11 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
     from lion_export.kernels.targets import check_ptx_version, parse_ptx_version, ptx_version_text, target
 
     if arch is None or out_dir is None:
-        _verify_bad_input("compile-kernels needs --arch (e.g. sm_87) and --out DIR")
+        _bad_input("compile-kernels needs --arch (e.g. sm_87) and --out DIR")
     try:
         float_eps = float(eps)
     except ValueError:
-        _verify_bad_input(f"--eps must be a number, got {eps!r}")
+        _bad_input(f"--eps must be a number, got {eps!r}")
     try:
         gpu = target(arch)
         ptx = parse_ptx_version(ptx_version)
@@ -321,7 +338,7 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
     except (KernelCompileError, ValueError, OSError) as exc:
         if debug:
             raise
-        _verify_bad_input(str(exc))
+        _bad_input(_one_line(exc))
     for kernel in kernels:
         grid = " x ".join(kernel.spec.grid_formula)
         click.echo(f"{kernel.spec.name}: entry {kernel.entry}, grid ({grid}), {kernel.spec.threads_per_block} "
