@@ -64,7 +64,7 @@ def _single_node_model(normalize: int, float_type: int, opset: int = DEFAULT_OPS
                                             helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
 
 
-@pytest.mark.parametrize("length", [1, 6, 13])
+@pytest.mark.parametrize("length", [1, 6, 16, 37])   # one token, part of a block, one block, several
 @pytest.mark.parametrize("normalize", [1, 0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_selective_scan_function_matches_the_float64_reference(length, normalize, dtype):
@@ -88,9 +88,10 @@ def test_selective_scan_function_matches_the_float64_reference(length, normalize
 
 
 def test_selective_scan_state_does_not_grow_with_length():
-    """Both sweeps are one forward Scan over a batch of 2B (forward + flipped sequences) carrying one state
-    S (2B, H, dk, dv+1), the normaliser z folded in as its last column; its per-token output is q^T S
-    (2B, H, 1, dv+1) only, so memory is O(dk dv) state plus O(L dv) outputs, never a per-token state."""
+    """Both sweeps are one forward Scan over a batch of 2B (forward + flipped sequences) stepping over blocks of
+    BLOCK tokens and carrying one state S (2B, H, dk, dv+1), the normaliser z folded in as its last column. Its
+    per-step output is q^T S for the block's tokens (2B, H, BLOCK, dv+1), so memory is O(dk dv) state plus
+    O(L (dv + BLOCK)) per-token values, never a per-token state."""
     function = selective_scan_function(DEFAULT_OPSET)
     scans = [n for n in function.node if n.op_type == "Scan"]
     assert len(scans) == 1
@@ -100,7 +101,24 @@ def test_selective_scan_state_does_not_grow_with_length():
     assert n_states == 1 and "scan_input_directions" not in attrs       # forward scan only
     body = attrs["body"].g
     assert [len(o.type.tensor_type.shape.dim) for o in body.output] == [4, 4]
-    assert [n.op_type for n in body.node] == ["Mul", "Mul", "Add", "MatMul"]   # nothing per step but the maths
+    assert sorted(n.op_type for n in body.node) == ["Add", "MatMul", "MatMul", "Mul"]   # no per-step constants
+
+
+def test_selective_scan_function_is_exact_with_extreme_decays():
+    """Blocks of tokens whose lambdas jump between 1e-6 and 1 - 1e-6: every exponent in the function is a direct
+    sum within a block, so the result matches float64 to fp32 rounding (measured 7e-7)."""
+    model = _single_node_model(1, TensorProto.FLOAT)
+    rng = np.random.default_rng(0)
+    length = 300
+    q, k = (rng.uniform(0.1, 1.0, (2, 2, length, 3)).astype(np.float32) for _ in range(2))
+    v = rng.standard_normal((2, 2, length, 4)).astype(np.float32)
+    lo, hi = np.log(1e-6), np.log1p(-1e-6)
+    pick = rng.uniform(size=(2, 2, length))
+    log_decay = np.where(pick < 0.3, lo, np.where(pick < 0.6, hi, rng.uniform(lo, hi, (2, 2, length))))
+    feed = {"q": q, "k": k, "v": v, "log_decay": log_decay.astype(np.float32)}
+    actual = _session(model).run(None, feed)[0]
+    expected = reference_attention(*(torch.from_numpy(x.astype(np.float64)) for x in feed.values())).numpy()
+    assert np.abs(actual - expected).max() <= 5e-6 * np.abs(expected).max()
 
 
 # ---------------------------------------------------------------------------------------------------------------

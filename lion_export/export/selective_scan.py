@@ -10,12 +10,11 @@ its body is the bidirectional recurrence of LION-REFERENCE.md in standard ops:
     backward: the same sweep on the sequence flipped along L (so lambda_{i+1} becomes "the previous token's")
     y_i = q_i^T (Sf_i + Sb_i - k_i v_i^T) / (q_i^T (zf_i + zb_i - k_i) + eps)      (no division if normalize=0)
 
-Each sweep is one forward-direction Scan whose carried state is S (B, H, dk, dv) and z (B, H, dk): memory does
-not grow with L, only the per-token outputs q_i^T S_i and q_i^T z_i are stacked. The scans run along axis 0 of
-sequence-major copies, and the backward sweep flips its inputs and outputs with Slice (step -1) instead of using
-Scan's reverse direction: the reference evaluator implements neither other scan axes nor reverse directions.
-The body computes in fp32 (inputs are Cast, the output is CastLike'd back), so an fp16 graph keeps its decay
-exponentials in fp32.
+Both sweeps run as one forward-direction Scan over blocks of BLOCK tokens (the backward sweep is the forward one
+on the sequence flipped by Slice, step -1, stacked as a second half of the batch), carrying one dk x (dv+1) state:
+memory does not grow with L beyond the per-token values themselves. The reference evaluator implements neither
+reverse scans nor other scan axes, hence the flips and the sequence-major layout. The body computes in fp32
+(inputs are Cast, the output is CastLike'd back), so an fp16 graph keeps its decay exponentials in fp32.
 
 The torch side of the same definition, `selective_scan_node`, emits the node (torch.onnx.ops.symbolic: an ONNX
 node straight from the traced graph, with no torch op to register or translation table to keep) while
@@ -42,6 +41,7 @@ INPUTS = ("q", "k", "v", "log_decay")
 OUTPUTS = ("y",)
 DEFAULT_NORMALIZE = 1
 DEFAULT_EPS = 1e-6
+BLOCK = 16            # tokens per Scan step of the local function (see selective_scan_function)
 
 
 def node_attributes(normalize: bool, eps: float) -> dict[str, int | float | str]:
@@ -94,41 +94,43 @@ class _Body:
 
 
 def _step_graph() -> onnx.GraphProto:
-    """One token of both sweeps at once: S' = lam S + k [v, 1]^T, emitting q^T S' (numerator and normaliser).
-
-    Four nodes and no constants: every reshape is done once outside the Scan, because onnxruntime pays a fixed
-    cost per node per step, which dominates a tiny per-token recurrence. Carrying [v, 1] folds the normaliser
-    z into the state's last column, so one MatMul reads q^T S and q^T z together.
-    """
+    """One block of BLOCK tokens of both sweeps: the block reads the state carried in from the tokens before it,
+    then the state moves to the block's end. Four nodes, no constants: everything per token (decay weights,
+    the block's own causal attention) is computed for all blocks at once outside the Scan."""
     body = _Body("step_")
-    outer = body.op("Mul", "k_t", "v_t")                                    # (2B, H, dk, 1) * (2B, H, 1, dv+1)
-    body.nodes.append(helper.make_node("Add", [body.op("Mul", "lam_t", "s"), outer], ["s_out"]))
-    body.nodes.append(helper.make_node("MatMul", ["q_t", "s_out"], ["read_t"]))   # (2B, H, 1, dv+1)
+    body.nodes.append(helper.make_node("MatMul", ["q_t", "s"], ["read_t"]))      # (2B, H, T, dv+1)
+    added = body.op("MatMul", "kt_t", "v_t")                                        # sum_j w_j k_j [v_j, 1]^T
+    body.nodes.append(helper.make_node("Add", [body.op("Mul", "decay_t", "s"), added], ["s_out"]))
 
     def value(name: str) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None] * 4)
 
-    return helper.make_graph(body.nodes, "selective_scan_step",
-                             [value(n) for n in ("s", "q_t", "k_t", "v_t", "lam_t")],
+    return helper.make_graph(body.nodes, "selective_scan_block",
+                             [value(n) for n in ("s", "q_t", "kt_t", "v_t", "decay_t")],
                              [value("s_out"), value("read_t")])
 
 
 def selective_scan_function(opset: int) -> onnx.FunctionProto:
     """The model-local function `lion.SelectiveScan` for a model importing the standard domain at `opset`.
 
-    The backward sweep is the forward sweep on the sequence flipped along L, and both run in ONE Scan over a
-    batch of 2B: the forward sequences, then the flipped ones. Scan runs along axis 0 in the forward direction
-    only, since the ONNX reference evaluator implements no other axis or direction: inputs are made
-    sequence-major first.
+    Each sweep is the causal recurrence S_i = g_i S_{i-1} + k_i [v_i, 1]^T, read as q_i^T S_i (g_i: the previous
+    token's lambda; carrying [v, 1] folds the normaliser z into the state's last column). The backward sweep is
+    the same recurrence on the sequence flipped along L, and both run as one batch of 2B. The Scan steps over
+    blocks of BLOCK tokens, carrying the dk x (dv+1) state between blocks: inside a block the recurrence is
+    unrolled into a BLOCK x BLOCK causal attention computed for all blocks at once. Per-token Scan steps would
+    spend their time on three full passes over the state for every token; per block it is one, plus small
+    matrix products, which is what makes this fallback run several times faster than a token loop.
+    Scan runs along axis 0 in the forward direction only (all the ONNX reference evaluator implements), on
+    sequence-major, block-major copies. Sequences are padded at the end to a multiple of BLOCK with zeros, which
+    come after every real token in sweep order and so change nothing.
     """
     body = _Body("")
     qf, kf, vf, a = (body.op("Cast", name, to=TensorProto.FLOAT) for name in INPUTS)
     last = body.ints(-1)
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
     one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
-    batch_heads_len = body.op("Shape", vf, end=3)
-    v1 = body.op("Concat", vf, body.op("ConstantOfShape", body.op("Concat", batch_heads_len, body.ints(1), axis=0),
-                                       value=one), axis=-1)                  # [v, 1]: (B, H, L, dv+1)
+    v1 = body.op("Concat", vf, body.op("ConstantOfShape", body.op("Concat", body.op("Shape", vf, end=3),
+                                                                  body.ints(1), axis=0), value=one), axis=-1)
 
     def flip(x: str) -> str:
         return body.op("Slice", x, body.ints(-1), body.ints(-(2 ** 63)), body.ints(0), body.ints(-1))
@@ -138,22 +140,57 @@ def selective_scan_function(opset: int) -> onnx.FunctionProto:
         seq_major = body.op("Transpose", x, perm=perm)
         return body.op("Concat", seq_major, flip(seq_major), axis=1)
 
-    q_s = body.op("Unsqueeze", both_directions(qf, [2, 0, 1, 3]), body.ints(-2))      # (L, 2B, H, 1, dk)
-    k_s = body.op("Unsqueeze", both_directions(kf, [2, 0, 1, 3]), last)               # (L, 2B, H, dk, 1)
-    v_s = body.op("Unsqueeze", both_directions(v1, [2, 0, 1, 3]), body.ints(-2))      # (L, 2B, H, 1, dv+1)
-    lam_s = body.op("Exp", both_directions(a, [2, 0, 1]))                             # (L, 2B, H)
-    # state i is decayed by the previous token's lambda (lambda_{i-1} forward, lambda_{i+1} on the flipped half);
-    # the first token's state starts from zero, so its decay is 1
-    first = body.op("ConstantOfShape", body.op("Concat", body.ints(1), body.op("Shape", lam_s, start=1), axis=0),
-                    value=one)                                                        # (1, 2B, H)
-    decay_in = body.op("Concat", first, body.op("Slice", lam_s, body.ints(0), body.ints(-1), body.ints(0)), axis=0)
-    lam_in = body.op("Unsqueeze", decay_in, body.ints(-2, -1))                        # (L, 2B, H, 1, 1)
+    q_s, k_s, v_s = (both_directions(x, [2, 0, 1, 3]) for x in (qf, kf, v1))       # (L, 2B, H, d)
+    a_s = both_directions(a, [2, 0, 1])                                              # (L, 2B, H)
+    # g_i = log of the decay into state i: the previous token's (log lambda_{i-1}), 0 for the first token
+    g_s = body.op("Concat", body.op("ConstantOfShape", body.op("Concat", body.ints(1), body.op("Shape", a_s, start=1),
+                                                                axis=0), value=zero),
+                  body.op("Slice", a_s, body.ints(0), body.ints(-1), body.ints(0)), axis=0)
 
-    state0 = body.op("ConstantOfShape", body.op("Concat", body.op("Shape", q_s, start=1, end=3),
-                                                body.op("Shape", k_s, start=3, end=4),
-                                                body.op("Shape", v_s, start=4), axis=0), value=zero)
-    _, reads = body.op("Scan", state0, q_s, k_s, v_s, lam_in, outputs=2, body=_step_graph(), num_scan_inputs=4)
-    read_f, read_b = body.op("Split", body.op("Squeeze", reads, body.ints(3)), axis=1, num_outputs=2, outputs=2)
+    # pad L to a multiple of BLOCK, then view as (N, BLOCK, 2B, H, ...) -> block-major (N, 2B, H, BLOCK, ...)
+    length = body.op("Shape", a_s, end=1)
+    block = body.ints(BLOCK)
+    pad = body.op("Mod", body.op("Sub", block, body.op("Mod", length, block)), block)
+
+    def blocks(x: str, rank: int) -> str:
+        pads = body.op("Concat", body.ints(0), body.ints(*[0] * (rank - 1)), pad, body.ints(*[0] * (rank - 1)),
+                       axis=0)
+        padded = body.op("Pad", x, pads)
+        split = body.op("Reshape", padded, body.op("Concat", body.ints(-1, BLOCK), body.op("Shape", x, start=1),
+                                                  axis=0))
+        return body.op("Transpose", split, perm=[0, 2, 3, 1, 4] if rank == 4 else [0, 2, 3, 1])
+
+    q_b, k_b, v_b, g_b = blocks(q_s, 4), blocks(k_s, 4), blocks(v_s, 4), blocks(g_s, 3)
+
+    # exponents as direct sums within a block, all <= 0: into token i from the block start (inclusive cumsum),
+    # from token j to the block end (reverse exclusive cumsum), across the whole block
+    axis = body.op("Constant", value_int=-1)                                         # CumSum wants a scalar
+    into = body.op("CumSum", g_b, axis)                                              # sum_{t=s}^{i} g_t
+    to_end = body.op("CumSum", g_b, axis, exclusive=1, reverse=1)                    # sum_{t=j+1}^{e} g_t
+    across = body.op("Exp", body.op("ReduceSum", g_b, last, keepdims=1))             # (N, 2B, H, 1)
+    # intra-block causal weights exp(sum_{t=j+1}^{i} g_t) for j <= i (the diagonal included: both sweeps'
+    # states hold token i itself; the overlap is subtracted once below)
+    pair = body.op("Min", body.op("Sub", body.op("Unsqueeze", into, last), body.op("Unsqueeze", into, body.ints(-2))),
+                   body.op("Constant", value_float=0.0))
+    causal = body.op("Constant", value=helper.make_tensor(
+        "causal", TensorProto.BOOL, [BLOCK, BLOCK], [j <= i for i in range(BLOCK) for j in range(BLOCK)]))
+    weights = body.op("Where", causal, body.op("Exp", pair), body.op("Constant", value_float=0.0))
+    scores = body.op("Mul", body.op("MatMul", q_b, body.op("Transpose", k_b, perm=[0, 1, 2, 4, 3])), weights)
+    intra = body.op("MatMul", scores, v_b)                                           # (N, 2B, H, T, dv+1)
+
+    q_in = body.op("Mul", q_b, body.op("Exp", body.op("Unsqueeze", into, last)))
+    k_out = body.op("Transpose", body.op("Mul", k_b, body.op("Exp", body.op("Unsqueeze", to_end, last))),
+                    perm=[0, 1, 2, 4, 3])                                            # (N, 2B, H, dk, T)
+    state0 = body.op("ConstantOfShape", body.op("Concat", body.op("Shape", q_b, start=1, end=3),
+                                                body.op("Shape", k_b, start=4), body.op("Shape", v_b, start=4),
+                                                axis=0), value=zero)
+    _, reads = body.op("Scan", state0, q_in, k_out, v_b, body.op("Unsqueeze", across, last), outputs=2,
+                       body=_step_graph(), num_scan_inputs=4)
+    swept = body.op("Add", intra, reads)                                             # (N, 2B, H, T, dv+1)
+    seq = body.op("Reshape", body.op("Transpose", swept, perm=[0, 3, 1, 2, 4]),
+                  body.op("Concat", last, body.op("Shape", v_s, start=1), axis=0))   # (Lp, 2B, H, dv+1)
+    seq = body.op("Slice", seq, body.ints(0), length, body.ints(0))
+    read_f, read_b = body.op("Split", seq, axis=1, num_outputs=2, outputs=2)
     total = body.op("Transpose", body.op("Add", read_f, flip(read_b)), perm=[1, 2, 0, 3])  # (B, H, L, dv+1)
 
     # the diagonal k_i [v_i, 1]^T is in both sweeps' states: subtract it once
