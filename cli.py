@@ -93,6 +93,15 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _internal_failure(step: str, error: Exception, debug: bool) -> NoReturn:
+    """A failure that is not the user's input (a bug, a library error): one line and exit 1, unless --debug."""
+    if debug:
+        raise error
+    click.echo(f"lion-export: error: {step} failed: {type(error).__name__}: {_one_line(error)} "
+               "(rerun with --debug for the traceback)", err=True)
+    raise SystemExit(1)
+
+
 def _check_report_target(path: Path | None) -> None:
     """Refuse a --report path that could not be written before exporting, not after."""
     if path is None:
@@ -167,11 +176,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
             raise
         _bad_input(_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - an exporter failure that is not the user's input: one line, exit 1
-        if debug:
-            raise
-        click.echo(f"lion-export: error: export failed: {type(exc).__name__}: {_one_line(exc)} "
-                   "(rerun with --debug for the traceback)", err=True)
-        raise SystemExit(1)
+        _internal_failure("export", exc, debug)
     console.print(f"wrote {output} ({mode}, {dtype}, opset {target_opset})", highlight=False, markup=False)
     if no_verify:
         if quiet:
@@ -192,6 +197,8 @@ def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None,
         if debug:
             raise
         _bad_input(_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("verification", exc, debug)
     if quiet:
         click.echo(f"wrote {onnx_file}; parity {'PASSED' if report.passed else 'FAILED'}")
     else:
@@ -244,6 +251,7 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
 
     lengths = _parse_seq_lens(seq_lens)
     batch_size = _positive_int("--batch", batch)
+    _check_report_target(report_path)
     bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
     if optimization not in OPTIMIZATION_LEVELS:
         _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
@@ -257,6 +265,8 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
         if debug:
             raise
         _bad_input(_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("verification", exc, debug)
     if quiet:
         click.echo(f"parity {'PASSED' if report.passed else 'FAILED'}: {onnx_file}")
     else:

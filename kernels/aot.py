@@ -163,30 +163,16 @@ class KernelSpec:
         sig.update({name: "constexpr" for name in self.constexprs})
         return sig
 
-    def inputs(self) -> list[TensorArg]:
-        return [a for a in self.args if a.role == "input"]  # type: ignore[misc]
-
     def scalars(self) -> list[ScalarArg]:
         return [a for a in self.args if a.role == "scalar"]  # type: ignore[misc]
 
-    def outputs(self) -> list[TensorArg]:
-        return [a for a in self.args if a.role == "output"]  # type: ignore[misc]
-
 
 def kernel_specs(config: KernelConfig) -> list[KernelSpec]:
-    """Every registered kernel's spec for `config`, in registry order (modules of KERNEL_MODULES that exist)."""
+    """Every registered kernel's spec for `config`, in registry order (each module of KERNEL_MODULES has an
+    `aot_specs(config)`; imported lazily so that describing the registry never imports Triton kernels early)."""
     specs: list[KernelSpec] = []
     for module_name in KERNEL_MODULES:
-        qualified = f"{__package__}.{module_name}"
-        try:
-            module = importlib.import_module(qualified)
-        except ModuleNotFoundError as err:
-            if err.name != qualified:
-                raise
-            continue
-        describe = getattr(module, "aot_specs", None)     # a kernel module without an AOT description yet
-        if describe is not None:
-            specs.extend(describe(config))
+        specs.extend(importlib.import_module(f"{__package__}.{module_name}").aot_specs(config))
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"kernel names must be unique, got {names}")

@@ -108,9 +108,15 @@ def summarize(path: str | Path) -> OnnxSummary:
     graph = model.graph
     initialisers = {i.name for i in graph.initializer}
 
+    def value_type(value) -> str:
+        """A tensor's element type; other value kinds (sequence, map, optional) by their kind's name."""
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            return str(kind).removesuffix("_type")
+        return np.dtype(tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
+
     def signature(values) -> dict[str, dict]:
-        return {v.name: {"dtype": np.dtype(tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)).name,
-                         "shape": _dims(v)} for v in values if v.name not in initialisers}
+        return {v.name: {"dtype": value_type(v), "shape": _dims(v)} for v in values if v.name not in initialisers}
 
     inputs, outputs = signature(graph.input), signature(graph.output)
     dynamic = {name: {axis: d for axis, d in enumerate(sig["shape"]) if isinstance(d, str)}

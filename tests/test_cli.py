@@ -9,7 +9,7 @@ from lion_export.console.cli import main
 
 
 def run(*args: str):
-    return CliRunner().invoke(main, list(args))
+    return CliRunner().invoke(main, list(args), prog_name="lion-export")
 
 
 def test_version_and_help():
@@ -25,8 +25,8 @@ def test_bare_command_shows_help():
 
 
 @pytest.mark.parametrize("args,message", [
-    (("export", "--bogus"), "No such option '--bogus' (see 'main export --help')"),
-    (("verify",), "Missing argument 'CHECKPOINT' (see 'main verify --help')"),
+    (("export", "--bogus"), "No such option '--bogus' (see 'lion-export export --help')"),
+    (("verify",), "Missing argument 'CHECKPOINT' (see 'lion-export verify --help')"),
     (("model.pt", "--mode"), "Option '--mode' requires an argument"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, message):

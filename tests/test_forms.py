@@ -159,6 +159,14 @@ def test_bad_arguments_are_clear_errors(kwargs: dict, message: str) -> None:
         lion_attention(q, k, v, **kwargs)
 
 
+def test_forced_scan_kernel_refuses_to_drop_gradients() -> None:
+    """The fused scan is forward-only: asking it for a differentiable result is an error, not a silent cut."""
+    q, k, v, _ = make_inputs("lit", 5, heads=2, seed=0)
+    q.requires_grad_()
+    with pytest.raises(ValueError, match="forward only"):
+        lion_attention(q, k, v, form="recurrent", backend="triton")
+
+
 @pytest.mark.parametrize("log_decay,message", [
     (torch.zeros(5), "must have H=2 entries"),
     (torch.zeros(3, 2, 4), r"must be None, \(H,\) or \(B, H, L\)"),

@@ -85,3 +85,19 @@ def test_recurrent_export_shows_its_custom_node_and_local_function(tmp_path):
     assert summary.function_op_histogram.get("Scan", 0) >= 1
     assert summary.metadata["mode"] == "recurrent" and summary.metadata["variants"] == "LION-S"
     assert summary.dynamic_axes["images"] == {0: "batch"}
+
+
+def test_non_tensor_inputs_are_named_by_kind(tmp_path):
+    """A sequence-typed graph input (not something LION exports, but a file a user may point at) is summarised."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lion_export.inspect import summarize
+
+    seq = helper.make_tensor_sequence_value_info("xs", TensorProto.FLOAT, None)
+    node = helper.make_node("SequenceLength", ["xs"], ["n"])
+    graph = helper.make_graph([node], "g", [seq], [helper.make_tensor_value_info("n", TensorProto.INT64, [])])
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    summary = summarize(path).to_dict()
+    assert summary["inputs"]["xs"]["dtype"] == "sequence" and summary["outputs"]["n"]["dtype"] == "int64"

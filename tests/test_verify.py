@@ -218,6 +218,35 @@ def test_user_inputs_npz_are_used_and_checked(text_onnx, tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(InputsError, match="not a readable .npz"):
         load_inputs(tmp_path / "junk.npz", specs)
+    np.save(tmp_path / "single.npy", ids)
+    with pytest.raises(InputsError, match="a single array, not an .npz archive"):
+        load_inputs(tmp_path / "single.npy", specs)
+
+
+def test_token_ids_outside_the_vocabulary_are_an_input_error(text_onnx, tmp_path):
+    ids = np.full((2, 9), 10_000)                     # the tiny text model's vocabulary is far smaller
+    bad = tmp_path / "oov.npz"
+    np.savez(bad, input_ids=ids, attention_mask=np.ones_like(ids))
+    with pytest.raises(InputsError, match="the PyTorch model cannot run input case"):
+        verify_onnx(_text_model(), text_onnx, inputs=bad, progress=False)
+
+
+def test_a_file_onnxruntime_cannot_load_is_a_clear_error(tmp_path):
+    """A custom node whose local function is missing: onnxruntime's own error becomes one ValueError."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lion_export.verify.onnxruntime_runner import SessionError
+
+    node = helper.make_node("SelectiveScan", ["x"], ["y"], domain="lion")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "orphan.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("lion", 1)]),
+              path)
+    with pytest.raises(SessionError, match="onnxruntime cannot load .*orphan.onnx"):
+        with OnnxRuntimeRunner(path):
+            pass
 
 
 def test_a_graph_that_froze_a_shape_fails_its_case_instead_of_crashing(tmp_path):

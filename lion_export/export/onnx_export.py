@@ -134,7 +134,7 @@ def _mixer_count(model: nn.Module) -> int:
 
 
 def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None:
-    for value, dims in zip(proto.graph.output, signature.output_dims):
+    for value, dims in zip(proto.graph.output, signature.output_dims, strict=True):
         shape = value.type.tensor_type.shape
         shape.ClearField("dim")
         for dim in dims:

@@ -45,8 +45,10 @@ def override_form(form: str, impl: FormOverride) -> Iterator[None]:
             _form_overrides[form] = previous
 
 
-def _use_triton(form: str, backend: str, q: torch.Tensor) -> bool:
-    """auto: the fused kernels for CUDA tensors (or any tensor under TRITON_INTERPRET=1 when forced)."""
+def _use_triton(form: str, backend: str, q: torch.Tensor, needs_grad: bool) -> bool:
+    """auto: the fused kernels for CUDA tensors, except where they cannot serve: the scan kernel (recurrent form)
+    is forward-only, so a recurrent call that needs gradients, or any fp64 call, stays in PyTorch.
+    backend="triton" forces the kernels (CPU tensors too, under TRITON_INTERPRET=1)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if form == "parallel" or backend == "torch":
@@ -56,8 +58,11 @@ def _use_triton(form: str, backend: str, q: torch.Tensor) -> bool:
     if backend == "triton":
         if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+        if form == "recurrent" and needs_grad:
+            raise ValueError("backend='triton' runs the recurrent form forward only (no gradients); train with "
+                             "form='chunked' or backend='torch'")
         return True
-    return q.is_cuda
+    return q.is_cuda and q.dtype != torch.float64 and not (form == "recurrent" and needs_grad)
 
 
 def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor | None = None,
@@ -78,7 +83,8 @@ def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay:
     override = _form_overrides.get(form)
     if override is not None:
         return override(q, k, v, a, normalize=normalize, eps=eps)
-    if _use_triton(form, backend, q):
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, log_decay))
+    if _use_triton(form, backend, q, needs_grad):
         from ..kernels import lion_chunked, lion_scan
         if form == "chunked":
             return lion_chunked(q, k, v, a, normalize=normalize, eps=eps, chunk_size=chunk_size)

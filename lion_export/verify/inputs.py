@@ -123,7 +123,10 @@ def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarra
     if not path.is_file():
         raise InputsError(f"inputs file {str(path)!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise InputsError(f"{path}: a single array, not an .npz archive of named inputs (save with np.savez)")
+        with loaded as npz:
             feed = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InputsError(f"{path}: not a readable .npz file ({exc})") from None

@@ -10,6 +10,10 @@ from .runner import Runner
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
+class SessionError(ValueError):
+    """onnxruntime refused to load the file (an unknown op, an invalid graph): the file is the problem."""
+
+
 class OnnxRuntimeRunner(Runner):
     """An InferenceSession over an .onnx file.
 
@@ -43,7 +47,11 @@ class OnnxRuntimeRunner(Runner):
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         options.log_severity_level = 4   # fatal only: a failed run is reported by verify itself, not by ORT logs
-        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=list(self.providers))
+        try:
+            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=list(self.providers))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes (Fail, InvalidGraph, ...)
+            message = " ".join(str(exc).split())[:300]
+            raise SessionError(f"onnxruntime cannot load {self.onnx_path}: {message}") from None
 
     def deactivate(self) -> None:
         self.session = None
@@ -58,4 +66,4 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(names, self.session.run(names, feed)))
 
 
-__all__ = ["OnnxRuntimeRunner", "OPTIMIZATION_LEVELS"]
+__all__ = ["OnnxRuntimeRunner", "OPTIMIZATION_LEVELS", "SessionError"]

@@ -20,7 +20,7 @@ import torch
 from ..inspect import load_onnx_model, metadata
 from ..models.vision import patch_grid_for_tokens
 from .compare import compare_outputs, failed_comparison
-from .inputs import (InputSpec, check_feed, graph_input_specs, image_size_for_tokens, load_inputs, make_image_feed,
+from .inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens, load_inputs, make_image_feed,
                      make_text_feed, tokens_for_image)
 from .onnxruntime_runner import OnnxRuntimeRunner
 from .report import CaseResult, VerificationReport
@@ -233,7 +233,11 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
             OnnxRuntimeRunner(onnx_path, optimization=optimization) as ort:
         report.actual = ort.describe()
         for case in _progress(cases, progress):
-            expected = eager.infer(case.feed)
+            try:
+                expected = eager.infer(case.feed)
+            except (IndexError, RuntimeError) as exc:   # e.g. token ids outside the vocabulary
+                raise InputsError(f"the PyTorch model cannot run input case {case.label}: "
+                                  f"{' '.join(str(exc).split())[:300]}") from None
             try:
                 actual = ort.infer(case.feed)
                 outputs = compare_outputs(expected, actual, tolerance, _padding_masks(case.feed, expected))
