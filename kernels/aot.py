@@ -48,8 +48,8 @@ class KernelConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name, dim in (("head_dim", self.head_dim), ("head_dim_v", self.dv)):
-            if not 1 <= dim <= 256:
-                raise ValueError(f"{name} must be in 1..256, got {dim}")
+            if not 1 <= dim <= 128:          # the range every registered kernel compiles for (the chunked one's)
+                raise ValueError(f"{name} must be in 1..128, got {dim}")
         if self.chunk_size < 16 or self.chunk_size & (self.chunk_size - 1):
             raise ValueError(f"chunk_size must be a power of two >= 16, got {self.chunk_size}")
         if not self.eps >= 0:

@@ -99,6 +99,9 @@ def test_default_lengths_include_trace_another_and_a_non_multiple_of_the_chunk()
     assert lengths[0] == 197 and len(lengths) == 3 and len(set(lengths)) == 3
     assert any(n % 64 and n > 64 for n in lengths)
     assert max(default_seq_lens(500, 256, max_len=512)) <= 512
+    # a model whose max_len equals the trace length and the chunk: still three distinct lengths, one uneven
+    capped = default_seq_lens(64, 64, max_len=64)
+    assert len(set(capped)) == 3 and max(capped) <= 64 and any(n % 64 for n in capped)
 
 
 @pytest.mark.parametrize("trace, chunk", [(17, 64), (17, 8), (5, 2), (197, 64), (26, 13), (5, 1)])

@@ -57,17 +57,20 @@ def _meta_int(meta: dict, key: str) -> int | None:
 
 
 def default_seq_lens(trace_len: int, chunk_size: int, max_len: int | None = None) -> list[int]:
-    """[trace length, half of it, 2c + 1] (the last is not a multiple of c and spans a partial third chunk)."""
-    other = max(2, trace_len // 2)
-    if other == trace_len:
-        other = trace_len + 1
-    uneven = 2 * chunk_size + 1 if chunk_size > 1 else trace_len + 3
-    lengths = [trace_len, other, uneven]
-    if max_len is not None:
-        lengths = [min(n, max_len) for n in lengths]
-        if chunk_size > 1 and all(n % chunk_size == 0 for n in lengths):
-            lengths[-1] = max_len - 1
-    return list(dict.fromkeys(lengths))
+    """Three distinct lengths within max_len: the trace length, another (half of it where possible), and one that
+    is not a multiple of c (2c + 1 where possible: it spans a partial third chunk)."""
+    cap = max_len if max_len is not None else max(trace_len, 2 * chunk_size + 1) + 3
+    trace = min(trace_len, cap)
+    fallbacks = [trace + 1, trace - 1, cap, cap - 1, cap - 2, 3, 2]
+
+    def first(candidates: list[int], taken: list[int], uneven: bool = False) -> list[int]:
+        for n in candidates:
+            if 2 <= n <= cap and n not in taken and not (uneven and chunk_size > 1 and n % chunk_size == 0):
+                return [*taken, n]
+        return taken
+
+    lengths = first([max(2, trace // 2), *fallbacks], [trace])
+    return first([2 * chunk_size + 1, *fallbacks, *range(cap, 1, -1)], lengths, uneven=True)
 
 
 def default_image_token_counts(trace_len: int, chunk_size: int) -> list[int]:
