@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_output, write_bytes_atomically
-from .models.config import ModelConfig
-from .models.presets import create_model, model_from_config
+from .models.presets import config_of, create_model, model_from_config
 
 FORMAT = "lion-export"
 FORMAT_VERSION = 1
@@ -44,14 +43,6 @@ def _one_line(text: object, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _model_config(model: nn.Module) -> ModelConfig:
-    config = getattr(model, "config", None)
-    if not isinstance(config, ModelConfig):
-        raise ValueError(f"{type(model).__name__} has no lion-export config (model.config); "
-                         "build models with lion_export.create_model to save them")
-    return config
-
-
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
 
@@ -60,7 +51,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write `model` (built by create_model) as a lion-export checkpoint at `path`, atomically."""
     path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION,
-               "config": _model_config(model).to_dict(), "state_dict": _tensors(model)}
+               "config": config_of(model).to_dict(), "state_dict": _tensors(model)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
@@ -76,7 +67,7 @@ def save_safetensors(model: nn.Module, path: str | os.PathLike, config_path: str
     if path.suffix != _SAFETENSORS_SUFFIX:
         raise ValueError(f"safetensors files must end in {_SAFETENSORS_SUFFIX}, got {path.name!r}")
     config_path = path.with_suffix(".json") if config_path is None else Path(config_path)
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": _model_config(model).to_dict()}
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config_of(model).to_dict()}
     blob = safetensors_bytes(_tensors(model), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomically(path, blob)

@@ -199,3 +199,9 @@ def test_saving_a_foreign_module_is_refused(tmp_path):
     with pytest.raises(ValueError, match="create_model"):
         save_checkpoint(nn.Linear(2, 2), tmp_path / "x.pt")
     assert not list(tmp_path.iterdir())
+
+
+def test_saving_a_module_that_is_not_a_lion_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="Linear is not a LION model with a vision or text config"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "linear.pt")
+    assert list(tmp_path.iterdir()) == []

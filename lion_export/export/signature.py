@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
 
 BATCH_AXIS = "batch"
@@ -33,14 +34,6 @@ class GraphSignature:
     dynamic_shapes: tuple[dict[int, torch.export.Dim], ...] | None
     output_dims: tuple[tuple[str | int, ...], ...]   # per output: an axis name or a static size per axis
     seq_len: int
-
-
-def _config(model: nn.Module):
-    config = getattr(model, "config", None)
-    if getattr(config, "kind", None) not in ("vision", "text"):
-        raise ValueError(f"{type(model).__name__} is not a LION model with a vision or text config; build it with "
-                         "lion_export.create_model or load it with lion_export.load_checkpoint")
-    return config
 
 
 def _vision_signature(config, batch: int, seq_len: int | None, dtype: torch.dtype, static: bool,
@@ -78,7 +71,7 @@ def _vision_signature(config, batch: int, seq_len: int | None, dtype: torch.dtyp
 def graph_signature(model: nn.Module, *, batch: int, seq_len: int | None, dtype: torch.dtype,
                     static: bool) -> GraphSignature:
     """The signature for tracing `model` on a (batch, seq_len) example; seq_len None = the model's default."""
-    config = _config(model)
+    config = config_of(model)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if not static and batch < 2:

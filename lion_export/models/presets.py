@@ -52,6 +52,16 @@ def create_model(preset: str, **overrides: Any) -> nn.Module:
     return model_from_config(preset_config(preset, **overrides))
 
 
+def config_of(model: nn.Module) -> ModelConfig:
+    """The config of a LION model (from create_model / load_checkpoint): what saving, exporting and verifying
+    read. Any other module is a clear ValueError, not an AttributeError deep inside one of them."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig) or config.kind not in _MODELS:
+        raise ValueError(f"{type(model).__name__} is not a LION model with a vision or text config; build it with "
+                         "lion_export.create_model or load it with lion_export.load_checkpoint")
+    return config
+
+
 def model_from_config(config: ModelConfig | dict[str, Any]) -> nn.Module:
     """Rebuild a model from a config object or its to_dict() form ({"model": "vision" | "text", ...})."""
     if isinstance(config, dict):
@@ -64,4 +74,4 @@ def model_from_config(config: ModelConfig | dict[str, Any]) -> nn.Module:
     return _MODELS[config.kind][1](config)
 
 
-__all__ = ["PRESETS", "preset_config", "create_model", "model_from_config"]
+__all__ = ["PRESETS", "preset_config", "create_model", "config_of", "model_from_config"]

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from ..inspect import load_onnx_model, metadata
+from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
 from .compare import compare_outputs, failed_comparison
-from .inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens, load_inputs, make_image_feed,
-                     make_text_feed, tokens_for_image)
+from .inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens, load_inputs,
+                     make_image_feed, make_text_feed, tokens_for_image)
 from .onnxruntime_runner import OnnxRuntimeRunner
 from .report import CaseResult, VerificationReport
 from .tolerances import TOLERANCES, tolerance_for
@@ -40,14 +41,6 @@ class Case:
     seq_len: int | None
     batch: int
     feed: dict[str, np.ndarray]
-
-
-def _config(model: torch.nn.Module):
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "kind", None) not in ("vision", "text"):
-        raise ValueError("verify needs a LION model with a .config (vision or text), e.g. from create_model() "
-                         "or load_checkpoint()")
-    return config
 
 
 def _meta_int(meta: dict, key: str) -> int | None:
@@ -206,7 +199,7 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     output_names = [o.name for o in proto.graph.output]
     dtype = dtype or (meta["dtype"] if meta.get("dtype") in TOLERANCES else _graph_dtype(proto))
     tolerance = tolerance_for(dtype, atol, rtol)
-    config = _config(model)
+    config = config_of(model)
     rng = np.random.default_rng(SEED)
     notes: list[str] = []
     if inputs is not None:
