@@ -25,9 +25,15 @@ from .torch_runner import TorchRunner
 
 
 def write_report(report: VerificationReport, path: str | Path) -> tuple[Path, Path]:
-    """Write the JSON report and its error histogram (report.errors.png) next to it; returns both paths."""
-    json_path = report.write_json(path)
-    return json_path, plot_error_histogram(report, histogram_path(json_path))
+    """Write the JSON report and its error histogram (report.errors.png) next to it; returns both paths.
+
+    The plot goes first: it is the step that can fail on its own (matplotlib), and a report without its
+    histogram should not be left behind when it does. Each file is written atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png_path = plot_error_histogram(report, histogram_path(path))
+    return report.write_json(path), png_path
 
 
 __all__ = ["verify_onnx", "write_report", "print_report", "default_seq_lens", "VerificationReport", "CaseResult",
