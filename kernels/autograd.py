@@ -6,12 +6,11 @@ launchers in chunked.py assume contiguous, checked tensors.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch.autograd.function import once_differentiable
 
 from .chunked import check_problem, chunked_backward, chunked_forward, kernel_chunk_size
+from .inputs import check_kernel_inputs
 
 #: input dtypes the kernels take; fp64 computes in fp64 (for gradcheck), everything else in fp32
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -51,23 +50,12 @@ def lion_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Ten
     fp32 (fp64 for fp64 inputs). Returns (B, H, L, dv) in q's dtype. Needs CUDA tensors, or TRITON_INTERPRET=1.
     chunk_size is rounded up to a chunk the kernels have (`kernel_chunk_size`); the result does not depend on it.
     """
-    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or a.shape != q.shape[:3]:
-        raise ValueError(f"expected q, k (B, H, L, dk), v (B, H, L, dv), a (B, H, L); got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}, {tuple(a.shape)}")
-    if q.dtype not in INPUT_DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"the chunked kernels take q, k, v of one dtype among {INPUT_DTYPES}; got "
-                         f"{q.dtype}, {k.dtype}, {v.dtype}")
+    check_kernel_inputs("chunked Triton kernels", q, k, v, a, INPUT_DTYPES)
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
     if a.dtype != compute:
         raise ValueError(f"log decays must be {compute} for {q.dtype} inputs, got {a.dtype}")
-    if len({x.device for x in (q, k, v, a)}) != 1:
-        raise ValueError("q, k, v and the log decays must be on one device")
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("the chunked Triton kernels need CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
-    length, dk, dv = q.shape[2], q.shape[3], v.shape[3]
+    dk, dv = q.shape[3], v.shape[3]
     chunk_size = kernel_chunk_size(chunk_size)
     check_problem(dk, dv, chunk_size)
-    if length * max(dk, dv) >= 2**31:
-        raise ValueError(f"sequence too long for the kernels' int32 token offsets: L={length}")
     return LionChunkedFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(),
                                      bool(normalize), float(eps), chunk_size)

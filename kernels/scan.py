@@ -36,6 +36,7 @@ import triton
 import triton.language as tl
 
 from .aot import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
+from .inputs import check_kernel_inputs
 
 _TORCH_TO_TRITON = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 #: widest dv tile one program holds: a 128 x 32 fp32 state is 32 registers per thread at 4 warps
@@ -127,17 +128,12 @@ def lion_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor
 
     Returns y (B, H, L, dv) in q's dtype, accumulated in fp32. Forward only (no autograd).
     """
-    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3] or a.shape != q.shape[:3]:
-        raise ValueError(f"expected q, k (B, H, L, dk), v (B, H, L, dv), a (B, H, L); got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}, {tuple(a.shape)}")
-    if q.dtype not in _TORCH_TO_TRITON or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise ValueError(f"the scan kernel takes q, k, v of one dtype among fp32/fp16/bf16; got "
-                         f"{q.dtype}, {k.dtype}, {v.dtype}")
+    check_kernel_inputs("scan kernel", q, k, v, a, tuple(_TORCH_TO_TRITON))
+    if a.dtype != torch.float32:
+        raise ValueError(f"log decays must be torch.float32, got {a.dtype}")
     batch, heads, length, dk = q.shape
     dv = v.shape[-1]
     _check_head_dims(dk, dv)
-    if length * max(dk, dv) >= 2**31:
-        raise ValueError(f"sequence too long for the scan kernel's int32 token offsets: L={length}")
     y = torch.empty_like(v, memory_format=torch.contiguous_format)
     if y.numel() == 0:
         return y
@@ -146,7 +142,7 @@ def lion_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor
     den_scratch = torch.empty(batch, heads, dv_tiles(dv, _block_dv(dv)), length, dtype=torch.float32,
                               device=q.device)
     _lion_scan_fwd[_grid(shape)](
-        q.contiguous(), k.contiguous(), v.contiguous(), a.to(torch.float32).contiguous(), length,
+        q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(), length,
         y, num_scratch, den_scratch, **_constexprs(dk, dv, normalize, eps), num_warps=_NUM_WARPS,
         num_stages=_NUM_STAGES)
     return y

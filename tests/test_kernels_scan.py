@@ -122,6 +122,7 @@ def test_scan_empty_sequence() -> None:
     (dict(v=torch.zeros(1, 1, 5, 16)), "expected q, k"),
     (dict(a=torch.zeros(1, 1, 3)), "expected q, k"),
     (dict(q=torch.zeros(1, 1, 4, 300), k=torch.zeros(1, 1, 4, 300)), "head dims"),
+    (dict(a=torch.zeros(1, 1, 4, dtype=torch.float16)), "log decays must be torch.float32"),
 ])
 def test_scan_rejects_bad_input(bad: dict, message: str) -> None:
     args = dict(q=torch.zeros(1, 1, 4, 16), k=torch.zeros(1, 1, 4, 16), v=torch.zeros(1, 1, 4, 16),
