@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -182,25 +183,29 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
         if quiet:
             click.echo(f"wrote {output} (not verified)")
         return
-    _verify_export(model, output, batch_size, report_path, quiet, debug)
+    _verify_and_report(lambda: model, output, report_path, quiet, debug, quiet_line="wrote {file}; parity {verdict}",
+                       batch=batch_size)
 
 
-def _verify_export(model, onnx_file: Path, batch: int, report_path: Path | None, quiet: bool, debug: bool) -> None:
-    """The parity check after an export (lion_export.verify), printed, optionally reported; exit 1 on failure."""
+def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_path: Path | None, quiet: bool,
+                       debug: bool, quiet_line: str, **options: Any) -> None:
+    """Load the model, run the parity check (lion_export.verify), print it (or, with --quiet, `quiet_line`
+    formatted with the file and the verdict) and write the report if asked. Exit 2 on bad input (a ValueError /
+    OSError: files, inputs), 1 on a parity failure."""
     from lion_export.verify import print_report, verify_onnx, write_report
 
     try:
-        report = verify_onnx(model, onnx_file, batch=batch, progress=not quiet)
+        report = verify_onnx(load_model(), onnx_file, progress=not quiet, **options)
         if report_path is not None:
             write_report(report, report_path)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:          # CheckpointError, OnnxFileError, InputsError are ValueErrors
         if debug:
             raise
         _bad_input(_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - see _internal_failure
         _internal_failure("verification", exc, debug)
     if quiet:
-        click.echo(f"wrote {onnx_file}; parity {'PASSED' if report.passed else 'FAILED'}")
+        click.echo(quiet_line.format(file=onnx_file, verdict="PASSED" if report.passed else "FAILED"))
     else:
         print_report(report)
     if not report.passed:
@@ -244,9 +249,7 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
            atol: str | None, rtol: str | None, report_path: Path | None, optimization: str, config_path: Path | None,
            allow_pickle: bool, quiet: bool, debug: bool) -> None:
     """Prove ONNX_FILE computes what CHECKPOINT computes in eager PyTorch; exit 1 on a parity failure."""
-    from lion_export.checkpoint import CheckpointError, load_checkpoint
-    from lion_export.inspect import OnnxFileError
-    from lion_export.verify import InputsError, print_report, verify_onnx, write_report
+    from lion_export.checkpoint import load_checkpoint
     from lion_export.verify.onnxruntime_runner import OPTIMIZATION_LEVELS
 
     lengths = _parse_seq_lens(seq_lens)
@@ -255,24 +258,9 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
     bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
     if optimization not in OPTIMIZATION_LEVELS:
         _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
-    try:
-        model = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path)
-        report = verify_onnx(model, onnx_file, seq_lens=lengths, batch=batch_size, atol=bounds["--atol"],
-                             rtol=bounds["--rtol"], inputs=inputs, optimization=optimization, progress=not quiet)
-        if report_path is not None:
-            write_report(report, report_path)
-    except (CheckpointError, OnnxFileError, InputsError, ValueError, OSError) as exc:
-        if debug:
-            raise
-        _bad_input(_one_line(exc))
-    except Exception as exc:  # noqa: BLE001 - see _internal_failure
-        _internal_failure("verification", exc, debug)
-    if quiet:
-        click.echo(f"parity {'PASSED' if report.passed else 'FAILED'}: {onnx_file}")
-    else:
-        print_report(report)
-    if not report.passed:
-        raise SystemExit(1)
+    _verify_and_report(lambda: load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path),
+                       onnx_file, report_path, quiet, debug, quiet_line="parity {verdict}: {file}", seq_lens=lengths, batch=batch_size,
+                       atol=bounds["--atol"], rtol=bounds["--rtol"], inputs=inputs, optimization=optimization)
 
 
 @main.command("inspect")
