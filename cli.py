@@ -7,8 +7,8 @@ subcommand name means `lion-export export model.pt ...`, the main job.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
