@@ -109,12 +109,17 @@ def manifest(kernels: list[CompiledKernel], config: KernelConfig) -> dict:
 
 
 def write_kernel_bundle(out_dir: Path, kernels: list[CompiledKernel], config: KernelConfig) -> Path:
-    """Write the .ptx/.cubin files then manifest.json into out_dir (created if needed); returns the manifest path."""
+    """Write the .ptx/.cubin files then manifest.json into out_dir (created if needed); returns the manifest path.
+
+    An earlier bundle's manifest is removed before any kernel file is replaced and the new one is written last,
+    so whenever a manifest exists it describes the files beside it, even after an interrupted run.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a directory")
     content = manifest(kernels, config)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
     for kernel in kernels:
         write_bytes_atomically(out_dir / f"{kernel.spec.name}.ptx", kernel.ptx.encode())
         write_bytes_atomically(out_dir / f"{kernel.spec.name}.cubin", kernel.cubin)
