@@ -116,6 +116,14 @@ def _check_report_target(path: Path | None) -> None:
         _bad_input(f"--report {path} cannot be created: {ancestor} is not a writable directory")
 
 
+def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--config and --allow-pickle: how a command that reads a checkpoint is allowed to read it."""
+    command = click.option("--allow-pickle", is_flag=True, help="Accept checkpoints that need full unpickling "
+                           "(runs code from the file: trusted files only).")(command)
+    return click.option("--config", "config_path", type=click.Path(path_type=Path),
+                        help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")(command)
+
+
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--mode", default="chunked", show_default=True, metavar="MODE",
@@ -128,15 +136,14 @@ def _check_report_target(path: Path | None) -> None:
               help="fp32 or fp16 (fp16 graph; decay sums and exponentials stay fp32 inside).")
 @click.option("--opset", metavar="N", help="Standard ONNX opset (default: the newest onnxruntime supports).")
 @click.option("--batch", default="2", show_default=True, metavar="N", help="Batch size of the traced example input.")
-@click.option("--seq-len", metavar="N", help="Tokens in the traced example (text models, default min(128, max_len); vision models without a position embedding: traced at the most nearly square image with that many tokens).")
+@click.option("--seq-len", metavar="N",
+              help="Tokens in the traced example (text models, default min(128, max_len); vision models without a "
+                   "position embedding: traced at the most nearly square image with that many tokens).")
 @click.option("--static", is_flag=True, help="Freeze batch and sequence axes to the example's sizes.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the parity report as JSON here (and an error histogram PNG next to it).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")
-@click.option("--allow-pickle", is_flag=True,
-              help="Accept checkpoints that need full unpickling (runs code from the file: trusted files only).")
+@_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
@@ -239,10 +246,7 @@ def _tolerance_option(option: str, text: str | None) -> float | None:
               help="Write the JSON report here (and an error histogram PNG next to it).")
 @click.option("--optimization", default="all", show_default=True,
               help="onnxruntime graph optimisation level: all, extended, basic or disable.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")
-@click.option("--allow-pickle", is_flag=True,
-              help="Accept checkpoints that need full unpickling (runs code from the file: trusted files only).")
+@_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str | None, batch: str,
