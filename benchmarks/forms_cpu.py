@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from plotting import plot_latency_and_memory
+
 HEADS, HEAD_DIM, CHUNK = 3, 64, 64
 PARALLEL_MAX_L = 8192          # the L x L form needs ~10 GB beyond this on a 24 GB machine
 
@@ -57,25 +59,8 @@ def measure(form: str, length: int, repeats: int) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Latency and peak memory against L, log-log, one line per form."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for form in ("parallel", "chunked", "recurrent"):
-        pts = [r for r in rows if r["form"] == form]
-        ax_t.plot([r["L"] for r in pts], [r["seconds"] * 1e3 for r in pts], marker="o", label=form)
-        ax_m.plot([r["L"] for r in pts], [r["peak_mib"] for r in pts], marker="o", label=form)
-    for ax, label in ((ax_t, "latency (ms)"), (ax_m, "peak memory above inputs (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length L")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"LION-S attention, 1 layer, {HEADS} heads x {HEAD_DIM}, CPU, chunk {CHUNK}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_latency_and_memory(rows, "form", ("parallel", "chunked", "recurrent"), "peak memory above inputs (MiB)",
+                            f"LION-S attention, 1 layer, {HEADS} heads x {HEAD_DIM}, CPU, chunk {CHUNK}", path)
 
 
 def main() -> None:

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from plotting import plot_latency_and_memory
+
 DIM, HEADS, DEPTH, MLP_RATIO, CHUNK = 192, 3, 1, 1.0, 64
 SIDES = {"full": [16, 32, 45, 64, 90, 128], "quick": [16, 32]}     # L = side^2 + 1
 GOAL_SIDE = 64                                                      # L = 4097
@@ -166,28 +168,9 @@ def in_subprocess(options: list[str], *args: str) -> dict:
 
 
 def plot(rows: list[dict], path: Path, threads: int) -> None:
-    """Latency and extra peak memory against L, log-log, one line per implementation."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in IMPLEMENTATIONS:
-        pts = [r for r in rows if r["implementation"] == name]
-        if pts:
-            ax_t.plot([r["L"] for r in pts], [r["seconds"] * 1e3 for r in pts], marker="o", label=name)
-            ax_m.plot([r["L"] for r in pts], [r["peak_mib"] for r in pts], marker="o", label=name)
-    for ax, label in ((ax_t, "latency (ms)"), (ax_m, "peak memory of a run (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("tokens L")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.suptitle(f"LION-S ViT block (dim {DIM}, {HEADS} heads, depth {DEPTH}, chunk {CHUNK}), batch 1, CPU, "
-                 f"{threads} thread(s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_latency_and_memory(rows, "implementation", IMPLEMENTATIONS, "peak memory of a run (MiB)",
+                            f"LION-S ViT block (dim {DIM}, {HEADS} heads, depth {DEPTH}, chunk {CHUNK}), batch 1, "
+                            f"CPU, {threads} thread(s)", path)
 
 
 def main() -> None:
