@@ -132,13 +132,13 @@ def _inputs(setup: Setup, length: int, grad: bool) -> tuple[torch.Tensor, ...]:
 def _time(setup: Setup, column: str, length: int, backward: bool) -> float | str | None:
     """Median ms of one call (forward, or forward + backward); None when it cannot fit in memory, and the error as
     text when the call fails, so one failing column never costs the other columns of a scarce GPU session."""
-    if not _fits(setup, column, length):
-        return None
-    fn = _attention(column)
-    if setup.device == "cuda":
-        torch.cuda.empty_cache()       # earlier points' tensors are freed by now: give their cached memory back
-    q, k, v, a = _inputs(setup, length, grad=backward)
     try:
+        if not _fits(setup, column, length):
+            return None
+        fn = _attention(column)
+        if setup.device == "cuda":
+            torch.cuda.empty_cache()   # earlier points' tensors are freed by now: give their cached memory back
+        q, k, v, a = _inputs(setup, length, grad=backward)
         if backward:
             dy = torch.randn_like(v)
             return setup.timer(lambda: fn(q, k, v, a).backward(dy), [q, k, v, a])
@@ -317,11 +317,16 @@ def main() -> None:
     _print_table(results)
     for line in results["goals"]:
         print(line)
-    for point, error in results["errors"].items():
-        print(f"error at {point}: {error}")
+    errors = list(results["errors"].items())
+    for point, error in errors[:8]:             # a few: a broken kernel fails every length alike
+        print(f"error at {point}: {error[:300]}")
+    if len(errors) > 8:
+        print(f"... and {len(errors) - 8} more errors (all in kernels_gpu.json, tracebacks on stderr)")
     if results["skipped_lengths"]:
         print(f"skipped (budget): L = {results['skipped_lengths']}")
     print(f"wrote {args.out / 'kernels_gpu.json'} and {args.out / 'kernels_gpu.png'}")
+    if errors:
+        sys.exit(1)                             # everything else was measured and written; the run still failed
 
 
 if __name__ == "__main__":
