@@ -8,7 +8,8 @@
 # (GPU_SESSION_S, default 510 s: under 9 minutes), and a step that fails or times out never stops the next.
 #   1. the environment (nvidia-smi, Python, torch, triton) -> $OUT/env.txt, and lion_export importable from this
 #      checkout (installed offline if needed: the machine cannot reach a package index);
-#   2. kernel parity on the GPU (the interpreter off) -> $OUT/pytest.txt;
+#   2. kernel parity on the GPU (the interpreter off), and the AOT kernels launched through the CUDA driver
+#      -> $OUT/pytest.txt;
 #   3. the kernel benchmark, benchmarks/kernels_gpu.py -> $OUT/bench.txt and $OUT/bench/kernels_gpu.{json,png}
 #      (rewritten after every length, so a timeout still leaves the lengths measured);
 #   4. a summary (the tail of each log) on stdout.
@@ -139,7 +140,7 @@ if [[ $GPU == yes ]]; then
     # the installed lion_export (whose kernels subpackage lives elsewhere in the checkout)
     (cd tests && run_step "pytest (GPU parity)" 240 "$OUT/pytest.txt" \
         env -u TRITON_INTERPRET "$PY" -m pytest -q -x -rfEs --durations=10 -p no:cacheprovider \
-        test_kernels_chunked.py test_kernels_scan.py test_kernels_aot.py)
+        test_kernels_chunked.py test_kernels_scan.py test_kernels_aot.py test_kernels_aot_launch.py)
 else
     log "pytest (GPU parity): skipped (no usable GPU environment)"
 fi
