@@ -7,6 +7,8 @@ because TensorRT passes no float scalars), num_warps, and the grid as a pure fun
 stride is derivable from the shapes, so kernels take contiguous tensors and only int32 sizes.
 
 Kernel modules (scan.py, chunked.py) expose `aot_specs(config) -> list[KernelSpec]`; `kernel_specs` collects them.
+A module's list is in launch order; a kernel that needs another's output (a workspace) names it in `runs_after`, and
+the two share that buffer by argument name.
 This module only describes: aot_compile.py compiles the specs, aot_bundle.py writes them out for C++ launchers.
 """
 from __future__ import annotations
@@ -139,6 +141,8 @@ class KernelSpec:
     grid: Callable[[ProblemShape], tuple[int, int, int]]
     grid_formula: tuple[str, str, str]               # grid x, y, z in words / expressions
     num_stages: int = 1
+    # kernels of the same module that must have run first: their outputs of the same name are this kernel's inputs
+    runs_after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         roles = [_ROLE_ORDER[arg.role] for arg in self.args]
@@ -167,13 +171,23 @@ class KernelSpec:
         return [a for a in self.args if a.role == "scalar"]  # type: ignore[misc]
 
 
-def kernel_specs(config: KernelConfig) -> list[KernelSpec]:
+def kernel_specs(config: KernelConfig, training: bool = False) -> list[KernelSpec]:
     """Every registered kernel's spec for `config`, in registry order (each module of KERNEL_MODULES has an
-    `aot_specs(config)`; imported lazily so that describing the registry never imports Triton kernels early)."""
+    `aot_specs(config)`; imported lazily so that describing the registry never imports Triton kernels early).
+
+    `training` adds the kernels only training launches (a module's `training_specs(config)`, after its inference
+    ones): nothing outside Python launches them, but compiling them for each target shows what they need there.
+    """
     specs: list[KernelSpec] = []
     for module_name in KERNEL_MODULES:
-        specs.extend(importlib.import_module(f"{__package__}.{module_name}").aot_specs(config))
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        specs.extend(module.aot_specs(config))
+        if training and hasattr(module, "training_specs"):
+            specs.extend(module.training_specs(config))
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"kernel names must be unique, got {names}")
+    for index, spec in enumerate(specs):
+        if not set(spec.runs_after) <= set(names[:index]):
+            raise ValueError(f"kernel {spec.name!r} runs after {list(spec.runs_after)}, which must precede it")
     return specs

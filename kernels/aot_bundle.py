@@ -62,6 +62,8 @@ def _kernel_entry(kernel: CompiledKernel, config: KernelConfig) -> dict:
         # so the entry declares exactly "arguments"
         "stripped_hidden_params": list(kernel.stripped_params),
         "constexprs": spec.constexprs,
+        # launch these first (same problem shape): their outputs of the same name are this kernel's inputs
+        "runs_after": list(spec.runs_after),
         "num_warps": spec.num_warps,
         "num_stages": spec.num_stages,
         "threads_per_block": spec.threads_per_block,

@@ -181,7 +181,7 @@ def _compile_raw(spec: KernelSpec, gpu: Target, ptx_version: int) -> dict:
 
 
 def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig, ptx_version: int,
-                      progress: Callable[[str], None]) -> dict[str, dict]:
+                      training: bool, progress: Callable[[str], None]) -> dict[str, dict]:
     """Run this module in a Python without TRITON_INTERPRET; read back the files it writes."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     # the child must import this very package tree (not, say, a source checkout in its working directory)
@@ -189,7 +189,7 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="lion-aot-") as tmp:
         cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--ptx-version", str(ptx_version),
-               "--config", json.dumps(dataclasses.asdict(config)), "--out", tmp]
+               "--config", json.dumps(dataclasses.asdict(config)), "--out", tmp] + (["--training"] if training else [])
         # stdout carries one JSON line per event: {"done": name} or {"error": message} (other lines, such as
         # Triton's own reports, are skipped); stderr goes to a log whose last line explains a crash. The child runs
         # in the temp dir so that `-m` cannot pick up a source checkout in the current directory.
@@ -225,14 +225,14 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
 
 
 def compile_kernels(target: str, config: KernelConfig, progress: Callable[[str], None] = lambda name: None,
-                    ptx_version: int = DEFAULT_PTX_VERSION) -> list[CompiledKernel]:
-    """Every registered kernel for `config`, compiled for `target` ("sm_87") as PTX of ISA `ptx_version` (80 = 8.0)
-    and its cubin; `progress(name)` after each kernel."""
+                    ptx_version: int = DEFAULT_PTX_VERSION, training: bool = False) -> list[CompiledKernel]:
+    """Every registered kernel for `config` (with `training`, the training-only ones too), compiled for `target`
+    ("sm_87") as PTX of ISA `ptx_version` (80 = 8.0) and its cubin; `progress(name)` after each kernel."""
     gpu = lookup_target(target)
     check_ptx_version(gpu, ptx_version)
-    specs = kernel_specs(config)
+    specs = kernel_specs(config, training)
     if specs and not all(isinstance(spec.fn, JITFunction) for spec in specs):
-        raw = _compile_in_child(specs, gpu, config, ptx_version, progress)
+        raw = _compile_in_child(specs, gpu, config, ptx_version, training, progress)
     else:
         raw = {}
         for spec in specs:
@@ -258,11 +258,12 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--ptx-version", required=True, type=int)
     parser.add_argument("--config", required=True, help="KernelConfig fields as JSON")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--training", action="store_true", help="the training-only kernels too")
     args = parser.parse_args(argv)
     try:
         gpu = lookup_target(args.target)
         check_ptx_version(gpu, args.ptx_version)
-        for spec in kernel_specs(KernelConfig(**json.loads(args.config))):
+        for spec in kernel_specs(KernelConfig(**json.loads(args.config)), args.training):
             products = _compile_raw(spec, gpu, args.ptx_version)
             (args.out / f"{spec.name}.ptx").write_text(products.pop("ptx"))
             (args.out / f"{spec.name}.cubin").write_bytes(products.pop("cubin"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .chunked import check_problem, chunked_backward, chunked_forward, kernel_chunk_size
+from .chunked import check_heads, check_problem, chunked_backward, chunked_forward, kernel_chunk_size
 from .inputs import check_kernel_inputs
 
 #: input dtypes the kernels take; fp64 computes in fp64 (for gradcheck), everything else in fp32
@@ -17,28 +17,22 @@ INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 class LionChunkedFunction(torch.autograd.Function):
-    """y = LION chunked attention of (q, k, v, a); saves the inputs and, when normalising, fp32 num and den."""
+    """y = LION chunked attention of (q, k, v, a); saves the inputs and, when normalising, y and the fp32 den."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, normalize: bool,
                 eps: float, chunk_size: int) -> torch.Tensor:
-        y, num, den = chunked_forward(q, k, v, a, normalize=normalize, eps=eps, chunk_size=chunk_size)
-        if normalize:
-            # every dv tile wrote the same complete normaliser: keep one row, free the rest
-            den = den[:, :, 0].contiguous()
-        else:
-            num, den = None, None   # the unnormalised backward needs neither
-        ctx.save_for_backward(q, k, v, a, num, den)
+        y, den = chunked_forward(q, k, v, a, normalize=normalize, eps=eps, chunk_size=chunk_size)
+        # the unnormalised backward needs neither y nor den
+        ctx.save_for_backward(q, k, v, a, *((y, den) if normalize else (None, None)))
         ctx.options = {"normalize": normalize, "eps": eps, "chunk_size": chunk_size}
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        q, k, v, a, num, den = ctx.saved_tensors
-        if num is None:
-            num = den = a
-        dq, dk, dv, da = chunked_backward(q, k, v, a, dy.contiguous(), num, den, **ctx.options)
+        q, k, v, a, y, den = ctx.saved_tensors
+        dq, dk, dv, da = chunked_backward(q, k, v, a, dy.contiguous(), y, den, **ctx.options)
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), da.to(a.dtype), None, None, None
 
 
@@ -55,7 +49,8 @@ def lion_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Ten
     if a.dtype != compute:
         raise ValueError(f"log decays must be {compute} for {q.dtype} inputs, got {a.dtype}")
     dk, dv = q.shape[3], v.shape[3]
-    chunk_size = kernel_chunk_size(chunk_size)
+    chunk_size = kernel_chunk_size(chunk_size, dk, dv, q.dtype in (torch.float32, torch.float64))
     check_problem(dk, dv, chunk_size)
+    check_heads(q.shape[0], q.shape[1])
     return LionChunkedFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(),
                                      bool(normalize), float(eps), chunk_size)

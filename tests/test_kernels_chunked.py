@@ -19,7 +19,7 @@ from lion_export import lion_attention
 from lion_export.forms.parallel import parallel_attention
 from lion_export.kernels import lion_chunked
 from lion_export.kernels.aot import KernelConfig, ProblemShape
-from lion_export.kernels.chunked import aot_specs
+from lion_export.kernels.chunked import aot_specs, kernel_chunk_size
 
 VARIANTS = ("lit", "decay", "selective")
 LENGTHS = (1, 7, 64, 197, 300)
@@ -109,10 +109,11 @@ def test_backward_matches_reference_fp32(variant: str, normalize: bool, length: 
 
 
 # fp16: the reference sees the same fp16-rounded inputs (and dy) in float64, so the error is the kernels' fp16
-# rounding of y and of dq, dk, dv (2^-11 = 4.9e-4 relative per element) plus fp32 noise; da stays fp32. Measured on
-# this grid (max over variants and normalisations of rel_err, relative to each tensor's max): y 3.3e-4, dq 3.4e-4,
-# dk 3.8e-4, dv 4.1e-4, da 9.0e-7. The bound keeps >= 2x headroom.
-FP16_TOL = 1e-3
+# rounding of y and of dq, dk, dv (2^-11 = 4.9e-4 relative per element) plus fp32 noise; the backward forms dden from
+# the saved fp16 y (as FlashAttention forms rowsum(dO * O)), which adds one fp16 rounding of y to dq, dk and da.
+# Measured on this grid (max over variants and normalisations of rel_err, relative to each tensor's max): y 3.3e-4,
+# dq 7.9e-4, dk 5.0e-4, dv 4.1e-4, da 3.9e-4. The bound keeps >= 2x headroom.
+FP16_TOL = 2e-3
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -156,8 +157,8 @@ def test_gradcheck_fp64(variant: str, normalize: bool) -> None:
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_head_dims_tiles_and_masks(normalize: bool) -> None:
-    """dk != dv, dims that are not powers of two, dv = 80 (two forward dv tiles, the second masked), dk = 128 (whose
-    fp32 backward runs at chunk 32 while the forward runs at 64, to fit a GPU's shared memory)."""
+    """dk != dv, dims that are not powers of two, dv = 80 (two dv tiles in the chunk kernels and three state tiles,
+    the last ones masked), dk = dv = 128 (four state tiles; the backward loops over two dv tiles)."""
     for dk, dv, length, chunk in ((24, 80, 70, 32), (128, 128, 100, 64)):
         q, k, v, a = make_inputs("selective", length, seed=dk, dk=dk, dv=dv)
         dy = torch.randn(B, H, length, dv, generator=torch.Generator().manual_seed(dv))
@@ -186,27 +187,34 @@ def test_lion_attention_trains_decays_through_the_kernels() -> None:
     assert runs["triton"][4].abs().min() > 0       # every head's decay parameter receives a gradient
 
 
-def test_aot_spec_launches_the_forward() -> None:
-    """The AOT description is complete: launching its kernel from the spec alone (argument order, shapes,
-    constexprs, grid) reproduces the reference."""
+def test_aot_specs_launch_the_forward() -> None:
+    """The AOT description is complete: launching its kernels in order from the specs alone (argument order, shapes,
+    constexprs, grids; the workspace passed from one kernel to the next by name) reproduces the reference."""
     config = KernelConfig(dtype="fp32", head_dim=24, head_dim_v=80, normalize=True, eps=EPS, chunk_size=32)
-    (spec,) = aot_specs(config)
+    specs = aot_specs(config)
+    assert [spec.name for spec in specs] == ["lion_chunked_states", "lion_chunked_out"]
+    assert specs[1].runs_after == ("lion_chunked_states",)
     shape = ProblemShape(batch=B, heads=H, length=70, dk=24, dv=80)
-    assert list(spec.signature) == list(spec.fn.arg_names)       # names and order are the kernel's parameters
-    assert spec.grid(shape) == (B * H, 2, 1)
+    # states: 32-wide tiles of (dk, dv) = (24, 80) -> 1 x 3, both directions; chunks: ceil(70 / 32) x B*H x 3 dv
+    # tiles (dv pads to 128 > 64, so the chunk kernels use 32-wide tiles)
+    assert [spec.grid(shape) for spec in specs] == [(B * H, 3, 2), (3, B * H, 3)]
     q, k, v, a = make_inputs("selective", 70, seed=1, dk=24, dv=80)
-    given = {"q": q, "k": k, "v": v, "log_decay": a}
-    args = []
-    for arg in spec.args:
-        if arg.role == "scalar":
-            args.append(arg.value(shape))
-        else:
-            tensor = given.get(arg.name, torch.empty(arg.shape(shape)))
+    buffers = {"q": q, "k": k, "v": v, "log_decay": a}
+    for spec in specs:
+        assert list(spec.signature) == list(spec.fn.arg_names)   # names and order are the kernel's parameters
+        args = []
+        for arg in spec.args:
+            if arg.role == "scalar":
+                args.append(arg.value(shape))
+                continue
+            if arg.role == "output":
+                assert arg.name not in buffers, arg.name
+                buffers[arg.name] = torch.full(arg.shape(shape), float("nan"))   # unwritten words would show
+            tensor = buffers[arg.name]
             assert tuple(tensor.shape) == arg.shape(shape) and arg.dtype == "fp32"
             args.append(tensor)
-    spec.fn[spec.grid(shape)](*args, **spec.constexprs, num_warps=spec.num_warps)
-    y = args[[arg.name for arg in spec.args].index("y")]
-    assert rel_err(y, reference_attention(q, k, v, a, eps=EPS)) <= 1e-4
+        spec.fn[spec.grid(shape)](*args, **spec.constexprs, num_warps=spec.num_warps)
+    assert rel_err(buffers["y"], reference_attention(q, k, v, a, eps=EPS)) <= 1e-4
 
 
 @pytest.mark.parametrize("change, message", [
@@ -232,6 +240,15 @@ def test_any_chunk_size_runs_on_the_kernels_chunks() -> None:
         assert rel_err(lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 1e-4
 
 
+def test_kernel_chunk_follows_the_request_and_fits_shared_memory() -> None:
+    """Requests round up to a kernel chunk; fp32 / fp64 above head dim 64 run at chunk <= 32 (shared memory)."""
+    assert [kernel_chunk_size(c, 64, 64, ieee=True) for c in (1, 16, 17, 64, 100, 1000)] == [16, 16, 32, 64, 128, 128]
+    assert kernel_chunk_size(64, 128, 64, ieee=True) == kernel_chunk_size(64, 64, 80, ieee=True) == 32
+    assert kernel_chunk_size(64, 128, 128, ieee=False) == 64
+    with pytest.raises(ValueError, match="positive integer"):
+        kernel_chunk_size(0, 64, 64, ieee=False)
+
+
 def test_cpu_tensors_need_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     q, k, v, a = make_inputs("lit", 7, seed=0)
@@ -243,7 +260,9 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> No
                     reason="needs a CUDA GPU (the Triton interpreter does not support bf16)")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_bf16_on_gpu(variant: str) -> None:
-    """bf16 inputs (fp32 inside): the error is bf16's output rounding, 2^-8 relative per element."""
+    """bf16 inputs (fp32 inside): the error is bf16's output rounding, 2^-8 relative per element, twice where dden is
+    formed from the bf16 y. Emulated on the CPU (fp32 kernels, y and gradients rounded to bf16, dden from the bf16 y,
+    this test's inputs): at most 3.7e-3 (dq, dv)."""
     q, k, v, a = (x.cuda() for x in make_inputs(variant, 197, seed=4, dtype=torch.bfloat16))
     dy = torch.randn(B, H, 197, D, device="cuda").bfloat16()
     y, grads = kernel_grads(q, k, v, a, dy, True, 64)
