@@ -297,7 +297,7 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
               help="Element type of q, k, v, y: fp16, bf16 or fp32.")
 @click.option("--head-dim", default="64", show_default=True, metavar="N", help="dk, the query/key head dim.")
 @click.option("--head-dim-v", metavar="N", help="dv, the value head dim (default: --head-dim).")
-@click.option("--chunk-size", default="64", show_default=True, metavar="N", help="Chunk size of the chunked kernels.")
+@click.option("--chunk-size", default="64", show_default=True, metavar="N", help="Chunk size of the chunked kernels (fp32 above head dim 64 runs at most 32; the manifest says which).")
 @click.option("--normalize/--no-normalize", default=True, show_default=True,
               help="Divide by the LION normaliser (vision models) or not (MLM).")
 @click.option("--eps", default="1e-6", show_default=True, metavar="X",

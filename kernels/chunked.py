@@ -66,7 +66,7 @@ sizes and num_warps are rules of thumb, to be timed with benchmarks/kernels_gpu.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import triton
@@ -82,6 +82,7 @@ CHUNK_SIZES = (16, 32, 64, 128)
 _MAX_BLOCK_DV = 64
 #: state tiles are at most this wide in dk and dv: more, smaller sweeps keep more SMs busy during the one chain
 _STATE_BLOCK = 32
+_STATE_WARPS = 4
 _NUM_STAGES = 1
 #: CUDA's limit on grid y: the chunk kernels put B * H there
 _MAX_GRID_Y = 65535
@@ -110,6 +111,43 @@ def _chunk_mask(excl, incl, CHUNK: tl.constexpr):
     col = t[None, :]
     log_mask = tl.where(col < row, excl[:, None] - excl[None, :], incl[None, :] - incl[:, None])
     return tl.exp(tl.minimum(tl.where(col == row, 0.0, log_mask), 0.0))
+
+
+@triton.jit
+def _chunk_frame(L, DK: tl.constexpr, BLOCK_DK: tl.constexpr, CHUNK: tl.constexpr):
+    """Where a chunk program (grid (chunks, B*H, ...)) works: its chunk n, head bh, first token, token offsets
+    and in-sequence mask, the (CHUNK, BLOCK_DK) offsets and mask of its q / k rows, and the offsets (in units of
+    DK) of the left and right states entering chunk n in a (2, B*H, N, DK, ...) buffer."""
+    n = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    n_chunks = tl.cdiv(L, CHUNK)
+    start = n * CHUNK
+    t = tl.arange(0, CHUNK)
+    in_seq = start + t < L
+    tokens = bh * L + start + t
+    cols_k = tl.arange(0, BLOCK_DK)
+    in_k = in_seq[:, None] & (cols_k[None, :] < DK)
+    rows_k = tokens[:, None] * DK + cols_k[None, :]
+    left = (bh * n_chunks + n) * DK
+    right = ((tl.num_programs(1) + bh) * n_chunks + n) * DK
+    return bh, start, t, in_seq, tokens, cols_k, in_k, rows_k, left, right
+
+
+@triton.jit
+def _load_dv_tile(v, dnum, states, tokens, in_seq, cols_k, left, right, v0, DK: tl.constexpr, DV: tl.constexpr,
+                  BLOCK_DV: tl.constexpr, compute: tl.constexpr):
+    """The backward's dv tile starting at v0: v and dnum rows (CHUNK, BLOCK_DV), the left and right states'
+    (BLOCK_DK, BLOCK_DV) tiles, and the rows' offsets and mask (to store dv)."""
+    cols_v = v0 + tl.arange(0, BLOCK_DV)
+    in_v = in_seq[:, None] & (cols_v[None, :] < DV)
+    rows_v = tokens[:, None] * DV + cols_v[None, :]
+    state_offsets = cols_k[:, None] * DV + cols_v[None, :]
+    state_mask = (cols_k[:, None] < DK) & (cols_v[None, :] < DV)
+    v_t = tl.load(v + rows_v, mask=in_v, other=0.0).to(compute)
+    dnum_t = tl.load(dnum + rows_v, mask=in_v, other=0.0)
+    state_left = tl.load(states + left * DV + state_offsets, mask=state_mask, other=0.0)
+    state_right = tl.load(states + right * DV + state_offsets, mask=state_mask, other=0.0)
+    return v_t, dnum_t, state_left, state_right, rows_v, in_v
 
 
 @triton.jit
@@ -194,31 +232,20 @@ def _lion_chunked_out(q, k, v, log_decay, states, norms, L, y, den,
                       DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
                       CHUNK: tl.constexpr, NORMALIZE: tl.constexpr, EPS: tl.constexpr, IEEE: tl.constexpr):
     """Phase 2 of the forward: one chunk, one head, one dv tile."""
-    n = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    heads = tl.num_programs(1)
+    bh, start, t, in_seq, tokens, cols_k, in_k, rows_k, left, right = _chunk_frame(L, DK, BLOCK_DK, CHUNK)
     tile = tl.program_id(2)
     compute: tl.constexpr = log_decay.dtype.element_ty
     precision: tl.constexpr = "ieee" if IEEE else "tf32"
-    n_chunks = tl.cdiv(L, CHUNK)
-    start = n * CHUNK
-    t = tl.arange(0, CHUNK)
-    in_seq = start + t < L
-    cols_k = tl.arange(0, BLOCK_DK)
     cols_v = tile * BLOCK_DV + tl.arange(0, BLOCK_DV)
-    in_k = in_seq[:, None] & (cols_k[None, :] < DK)
     in_v = in_seq[:, None] & (cols_v[None, :] < DV)
-    rows_k = (bh * L + start + t)[:, None] * DK + cols_k[None, :]
-    rows_v = (bh * L + start + t)[:, None] * DV + cols_v[None, :]
-    left = (bh * n_chunks + n) * DK
-    right = ((heads + bh) * n_chunks + n) * DK
+    rows_v = tokens[:, None] * DV + cols_v[None, :]
     state_offsets = cols_k[:, None] * DV + cols_v[None, :]
     state_mask = (cols_k[:, None] < DK) & (cols_v[None, :] < DV)
 
     q_c = tl.load(q + rows_k, mask=in_k, other=0.0).to(compute)
     k_c = tl.load(k + rows_k, mask=in_k, other=0.0).to(compute)
     v_c = tl.load(v + rows_v, mask=in_v, other=0.0).to(compute)
-    excl, incl, rev_excl, rev_incl, total = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
+    excl, incl, rev_excl, _, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
     scores = tl.dot(q_c, tl.trans(k_c), input_precision=precision) * _chunk_mask(excl, incl, CHUNK)
     q_left = q_c * tl.exp(excl)[:, None]
     q_right = q_c * tl.exp(rev_excl)[:, None]
@@ -232,7 +259,7 @@ def _lion_chunked_out(q, k, v, log_decay, states, norms, L, y, den,
         norm_right = tl.load(norms + right + cols_k, mask=cols_k < DK, other=0.0)
         den_c = tl.sum(scores, 1) + tl.sum(q_left * norm_left[None, :] + q_right * norm_right[None, :], 1)
         if tile == 0:
-            tl.store(den + bh * L + start + t, den_c, mask=in_seq)
+            tl.store(den + tokens, den_c, mask=in_seq)
         num = num / (den_c + EPS)[:, None]
     tl.store(y + rows_v, num.to(y.dtype.element_ty), mask=in_v)
 
@@ -243,23 +270,11 @@ def _lion_chunked_bwd_dq(q, k, v, log_decay, dnum, dden, states, norms, L, dq, g
                          CHUNK: tl.constexpr, NORMALIZE: tl.constexpr, IEEE: tl.constexpr):
     """dq of one chunk from the forward's states, and the decay gradient's row parts: the inter-chunk q . dq and
     the intra-chunk row and column sums of W (the dk / dv kernel adds only its inter-chunk k . dk)."""
-    n = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    heads = tl.num_programs(1)
+    bh, start, t, in_seq, tokens, cols_k, in_k, rows_k, left, right = _chunk_frame(L, DK, BLOCK_DK, CHUNK)
     compute: tl.constexpr = log_decay.dtype.element_ty
     precision: tl.constexpr = "ieee" if IEEE else "tf32"
-    n_chunks = tl.cdiv(L, CHUNK)
-    start = n * CHUNK
-    t = tl.arange(0, CHUNK)
     row = t[:, None]
     col = t[None, :]
-    in_seq = start + t < L
-    tokens = bh * L + start + t
-    cols_k = tl.arange(0, BLOCK_DK)
-    in_k = in_seq[:, None] & (cols_k[None, :] < DK)
-    rows_k = tokens[:, None] * DK + cols_k[None, :]
-    left = (bh * n_chunks + n) * DK
-    right = ((heads + bh) * n_chunks + n) * DK
 
     q_c = tl.load(q + rows_k, mask=in_k, other=0.0).to(compute)
     k_c = tl.load(k + rows_k, mask=in_k, other=0.0).to(compute)
@@ -267,16 +282,9 @@ def _lion_chunked_bwd_dq(q, k, v, log_decay, dnum, dden, states, norms, L, dq, g
     dq_left = tl.zeros((CHUNK, BLOCK_DK), dtype=compute)
     dq_right = tl.zeros((CHUNK, BLOCK_DK), dtype=compute)
     for v0 in tl.static_range(0, DV, BLOCK_DV):
-        cols_v = v0 + tl.arange(0, BLOCK_DV)
-        in_v = in_seq[:, None] & (cols_v[None, :] < DV)
-        rows_v = tokens[:, None] * DV + cols_v[None, :]
-        state_offsets = cols_k[:, None] * DV + cols_v[None, :]
-        state_mask = (cols_k[:, None] < DK) & (cols_v[None, :] < DV)
-        v_t = tl.load(v + rows_v, mask=in_v, other=0.0).to(compute)
-        dnum_t = tl.load(dnum + rows_v, mask=in_v, other=0.0)
+        v_t, dnum_t, state_left, state_right, _, _ = _load_dv_tile(v, dnum, states, tokens, in_seq, cols_k, left,
+                                                                   right, v0, DK, DV, BLOCK_DV, compute)
         grad_scores += tl.dot(dnum_t, tl.trans(v_t), input_precision=precision)
-        state_left = tl.load(states + left * DV + state_offsets, mask=state_mask, other=0.0)
-        state_right = tl.load(states + right * DV + state_offsets, mask=state_mask, other=0.0)
         dq_left += tl.dot(dnum_t, tl.trans(state_left), input_precision=precision)
         dq_right += tl.dot(dnum_t, tl.trans(state_right), input_precision=precision)
     if NORMALIZE:
@@ -284,7 +292,7 @@ def _lion_chunked_bwd_dq(q, k, v, log_decay, dnum, dden, states, norms, L, dq, g
         grad_scores += dden_c[:, None]
         dq_left += dden_c[:, None] * tl.load(norms + left + cols_k, mask=cols_k < DK, other=0.0)[None, :]
         dq_right += dden_c[:, None] * tl.load(norms + right + cols_k, mask=cols_k < DK, other=0.0)[None, :]
-    excl, incl, rev_excl, rev_incl, total = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
+    excl, incl, rev_excl, _, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
     grad_scores = grad_scores * _chunk_mask(excl, incl, CHUNK)                 # dS_ij M_ij
     dq_left = dq_left * tl.exp(excl)[:, None]
     dq_right = dq_right * tl.exp(rev_excl)[:, None]
@@ -295,8 +303,8 @@ def _lion_chunked_bwd_dq(q, k, v, log_decay, dnum, dden, states, norms, L, dq, g
     w_upper = tl.where(col > row, w, 0.0)
     g_lower = tl.sum(q_c * dq_left, 1) + tl.sum(w_lower, 1) - tl.sum(w_lower, 0)
     g_upper = -tl.sum(q_c * dq_right, 1) + tl.sum(w_upper, 0) - tl.sum(w_upper, 1)
-    tl.store(g + (2 * bh * L) + start + t, g_lower, mask=in_seq)
-    tl.store(g + (2 * bh + 1) * L + start + t, g_upper, mask=in_seq)
+    tl.store(g + tokens + bh * L, g_lower, mask=in_seq)          # g is (B*H, 2, L): row 2 bh, then 2 bh + 1
+    tl.store(g + tokens + (bh + 1) * L, g_upper, mask=in_seq)
 
 
 @triton.jit
@@ -304,25 +312,13 @@ def _lion_chunked_bwd_dkdv(q, k, v, log_decay, dnum, dden, states, norms, L, dk,
                            DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
                            CHUNK: tl.constexpr, NORMALIZE: tl.constexpr, IEEE: tl.constexpr):
     """dk and dv of one chunk from the queries' states G, g, and the decay gradient's inter-chunk k . dk."""
-    n = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    heads = tl.num_programs(1)
+    bh, start, t, in_seq, tokens, cols_k, in_k, rows_k, left, right = _chunk_frame(L, DK, BLOCK_DK, CHUNK)
     compute: tl.constexpr = log_decay.dtype.element_ty
     precision: tl.constexpr = "ieee" if IEEE else "tf32"
-    n_chunks = tl.cdiv(L, CHUNK)
-    start = n * CHUNK
-    t = tl.arange(0, CHUNK)
-    in_seq = start + t < L
-    tokens = bh * L + start + t
-    cols_k = tl.arange(0, BLOCK_DK)
-    in_k = in_seq[:, None] & (cols_k[None, :] < DK)
-    rows_k = tokens[:, None] * DK + cols_k[None, :]
-    left = (bh * n_chunks + n) * DK
-    right = ((heads + bh) * n_chunks + n) * DK
 
     q_c = tl.load(q + rows_k, mask=in_k, other=0.0).to(compute)
     k_c = tl.load(k + rows_k, mask=in_k, other=0.0).to(compute)
-    excl, incl, rev_excl, rev_incl, total = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
+    excl, incl, _, rev_incl, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
     mask = _chunk_mask(excl, incl, CHUNK)
     # queries of earlier chunks reach key j through its own decay (incl_j); later ones through rev_incl_j
     read_left = tl.exp(incl)[:, None]
@@ -332,16 +328,9 @@ def _lion_chunked_bwd_dkdv(q, k, v, log_decay, dnum, dden, states, norms, L, dk,
     dk_left = tl.zeros((CHUNK, BLOCK_DK), dtype=compute)
     dk_right = tl.zeros((CHUNK, BLOCK_DK), dtype=compute)
     for v0 in tl.static_range(0, DV, BLOCK_DV):
-        cols_v = v0 + tl.arange(0, BLOCK_DV)
-        in_v = in_seq[:, None] & (cols_v[None, :] < DV)
-        rows_v = tokens[:, None] * DV + cols_v[None, :]
-        state_offsets = cols_k[:, None] * DV + cols_v[None, :]
-        state_mask = (cols_k[:, None] < DK) & (cols_v[None, :] < DV)
-        v_t = tl.load(v + rows_v, mask=in_v, other=0.0).to(compute)
-        dnum_t = tl.load(dnum + rows_v, mask=in_v, other=0.0)
+        v_t, dnum_t, state_left, state_right, rows_v, in_v = _load_dv_tile(v, dnum, states, tokens, in_seq, cols_k,
+                                                                           left, right, v0, DK, DV, BLOCK_DV, compute)
         grad_scores += tl.dot(dnum_t, tl.trans(v_t), input_precision=precision)
-        state_left = tl.load(states + left * DV + state_offsets, mask=state_mask, other=0.0)
-        state_right = tl.load(states + right * DV + state_offsets, mask=state_mask, other=0.0)
         dk_left += tl.dot(v_t, tl.trans(state_left), input_precision=precision)
         dk_right += tl.dot(v_t, tl.trans(state_right), input_precision=precision)
         # dv_j = sum_i S_ij dnum_i (intra) + exp(incl_j) G_left^T k_j + exp(rev_incl_j) G_right^T k_j
@@ -359,9 +348,8 @@ def _lion_chunked_bwd_dkdv(q, k, v, log_decay, dnum, dden, states, norms, L, dk,
     tl.store(dk + rows_k, tl.dot(tl.trans(grad_scores), q_c, input_precision=precision) + dk_left + dk_right,
              mask=in_k)
     # a key's inter-chunk k . dk is a column sum of W: queries after it (lower triangle) into gP, before into gQ
-    tl.store(g + (2 * bh * L) + start + t, -tl.sum(k_c * dk_right, 1), mask=in_seq)
-    tl.store(g + (2 * bh + 1) * L + start + t, tl.sum(k_c * dk_left, 1), mask=in_seq)
-
+    tl.store(g + tokens + bh * L, -tl.sum(k_c * dk_right, 1), mask=in_seq)
+    tl.store(g + tokens + (bh + 1) * L, tl.sum(k_c * dk_left, 1), mask=in_seq)
 
 
 def _wide(dk: int, dv: int) -> bool:
@@ -370,9 +358,9 @@ def _wide(dk: int, dv: int) -> bool:
 
 
 def _block_dv(dk: int, dv: int) -> int:
-    """The chunk kernels' dv tile. Compiled for sm_86 (99 KiB per block), fp32 at head dim 128 needs 120 KiB
-    (forward) / 128 KiB (backward) with 64-wide tiles at chunk 64, bf16 128 KiB (backward); 32-wide tiles and, for
-    fp32, chunk 32 bring them to 72 / 64 KiB (fp32) and 72 KiB (bf16). benchmarks/kernel_resources.py measures it."""
+    """The chunk kernels' dv tile. Compiled for sm_86 (99 KiB of shared memory per block), head dim 128 with 64-wide
+    tiles needs 120 KiB (fp32 forward, chunk 64) and 128 KiB (bf16 / fp32 backward); with 32-wide tiles, and chunk 32
+    for fp32, the widest kernel needs 72 KiB (benchmarks/kernel_resources.py measures every kernel and target)."""
     return 32 if _wide(dk, dv) else min(padded_head_dim(dv), _MAX_BLOCK_DV)
 
 
@@ -439,16 +427,19 @@ def _chunk_constexprs(dk: int, dv: int, chunk_size: int, normalize: bool, ieee: 
                       eps: float | None = None) -> dict[str, int | float | bool]:
     """The chunk kernels' constexprs, in parameter order; `eps` only for the forward's output kernel."""
     meta: dict[str, int | float | bool] = {"DK": dk, "DV": dv, "BLOCK_DK": padded_head_dim(dk),
-                                           "BLOCK_DV": _block_dv(dk, dv), "CHUNK": chunk_size, "NORMALIZE": bool(normalize)}
+                                           "BLOCK_DV": _block_dv(dk, dv), "CHUNK": chunk_size,
+                                           "NORMALIZE": bool(normalize)}
     if eps is not None:
         meta["EPS"] = float(eps)
     return {**meta, "IEEE": bool(ieee)}
 
 
-def _state_buffers(x: torch.Tensor, dy: int, a: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _state_buffers(x: torch.Tensor, width: int, a: torch.Tensor,
+                   chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uninitialised states (2, B, H, N, dx, width) and norms (2, B, H, N, dx) in the compute dtype."""
     batch, heads, length, dx = x.shape
     n_chunks = _n_chunks(length, chunk_size)
-    states = torch.empty(2, batch, heads, n_chunks, dx, dy, dtype=a.dtype, device=x.device)
+    states = torch.empty(2, batch, heads, n_chunks, dx, width, dtype=a.dtype, device=x.device)
     norms = torch.empty(2, batch, heads, n_chunks, dx, dtype=a.dtype, device=x.device)
     return states, norms
 
@@ -467,7 +458,7 @@ def chunked_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.
         states, norms = _state_buffers(k, dv, a, chunk_size)
         _lion_chunked_states[_states_grid(dk, dv)(shape)](
             k, v, a, length, states, norms, **_state_constexprs(dk, dv, chunk_size, normalize, ieee),
-            num_warps=4, num_stages=_NUM_STAGES)
+            num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
         _lion_chunked_out[_chunk_grid(chunk_size, _block_dv(dk, dv))(shape)](
             q, k, v, a, states, norms, length, y, den, **_chunk_constexprs(dk, dv, chunk_size, normalize, ieee, eps),
             num_warps=_num_warps(dk, dv, chunk_size), num_stages=_NUM_STAGES)
@@ -503,10 +494,10 @@ def chunked_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch
         grid = _chunk_grid(chunk_size, None)(shape)
         states, norms = _state_buffers(k, dv, a, chunk_size)
         _lion_chunked_states[_states_grid(dk, dv)(shape)](k, v, a, length, states, norms, **state_meta,
-                                                          num_warps=4, num_stages=_NUM_STAGES)
+                                                          num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
         _lion_chunked_bwd_dq[grid](q, k, v, a, dnum, dden, states, norms, length, dq, g[0], **chunk_meta, **launch)
         _lion_chunked_bwd_states[_states_grid(dk, dv)(shape)](q, dnum, dden, a, length, states, norms, **state_meta,
-                                                              num_warps=4, num_stages=_NUM_STAGES)
+                                                              num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
         _lion_chunked_bwd_dkdv[grid](q, k, v, a, dnum, dden, states, norms, length, dk_out, dv_out, g[1],
                                      **chunk_meta, **launch)
     else:
@@ -549,7 +540,7 @@ def _spec(config: KernelConfig, name: str, fn, inputs: tuple[str, ...], outputs:
     if state_kernel:
         block_dk, block_dv = _state_blocks(dk, dv)
         return KernelSpec(name=name, fn=fn, args=args,
-                          constexprs=_state_constexprs(dk, dv, chunk, config.normalize, ieee), num_warps=4,
+                          constexprs=_state_constexprs(dk, dv, chunk, config.normalize, ieee), num_warps=_STATE_WARPS,
                           grid=_states_grid(dk, dv), num_stages=_NUM_STAGES, runs_after=runs_after,
                           grid_formula=("B * H", f"ceil(dk / {block_dk}) * ceil(dv / {block_dv})", "2"))
     block_dv = _block_dv(dk, dv) if eps else None

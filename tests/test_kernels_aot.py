@@ -102,6 +102,18 @@ def test_launch_parameters_follow_shape_arithmetic(compiled: list[CompiledKernel
         assert [a.value(shape) for a in scan.spec.scalars()] == [shape.length]
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_training_kernels_fit_the_smallest_shared_memory(dtype: str) -> None:
+    """Every kernel, the backward's included, at head dim 128 (the widest) compiles for sm_86, the target with the
+    least shared memory per block (99 KiB, like sm_89): compile_kernels refuses a kernel that needs more."""
+    config = KernelConfig(dtype=dtype, head_dim=128)
+    kernels = compile_kernels("sm_86", config, training=True)
+    names = [kernel.spec.name for kernel in kernels]
+    assert names == [spec.name for spec in kernel_specs(config, training=True)]
+    assert {"lion_chunked_bwd_dq", "lion_chunked_bwd_states", "lion_chunked_bwd_dkdv"} <= set(names)
+    assert all(kernel.shared_mem <= TARGETS["sm_86"].max_shared_mem for kernel in kernels)
+
+
 def test_parse_ptx_params() -> None:
     ptx = (".visible .entry other(\n\t.param .u32 other_param_0\n)\n"
            ".visible .entry k(\n\t.param .u64 .ptr .global .align 16 k_param_0,\n\t.param .u32 k_param_1\n)\n")
@@ -151,7 +163,11 @@ def test_compile_kernels_command(tmp_path: Path) -> None:
         assert entry["threads_per_block"] == 32 * entry["num_warps"] == entry["launch"]["block"][0]
         assert all(a["dtype"] in ("fp16", "fp32") for a in entry["arguments"] if a["role"] != "scalar")
     scan = next(k for k in manifest["kernels"] if k["name"] == "lion_scan_fwd")
-    assert [a["name"] for a in scan["arguments"]] == list(SCAN_CONVENTION)
+    assert [a["name"] for a in scan["arguments"]] == list(SCAN_CONVENTION) and scan["runs_after"] == []
+    # the chunked forward is two launches sharing a workspace: the manifest says which runs first
+    chunked_out = next(k for k in manifest["kernels"] if k["name"] == "lion_chunked_out")
+    assert chunked_out["runs_after"] == ["lion_chunked_states"]
+    assert {"states", "norms"} <= {a["name"] for a in chunked_out["arguments"] if a["role"] == "input"}
     assert scan["constexprs"] == {"DK": 64, "DV": 64, "BLOCK_DK": 64, "BLOCK_DV": 32, "NORMALIZE": True, "EPS": 1e-6}
     example = scan["example"]
     assert example["grid"] == [example["shape"]["batch"] * example["shape"]["heads"], 2, 1]   # ceil(64 / 32)
