@@ -240,6 +240,13 @@ def test_any_chunk_size_runs_on_the_kernels_chunks() -> None:
         assert rel_err(lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 1e-4
 
 
+def test_too_many_heads_is_a_clear_error() -> None:
+    """B * H is the chunk kernels' grid y, which CUDA caps at 65535: refused before any launch."""
+    q = torch.rand(65536, 1, 3, 16)
+    with pytest.raises(ValueError, match="B \\* H <= 65535"):
+        lion_chunked(q, q, q, torch.zeros(65536, 1, 3), normalize=True, eps=EPS, chunk_size=16)
+
+
 def test_kernel_chunk_follows_the_request_and_fits_shared_memory() -> None:
     """Requests round up to a kernel chunk; fp32 / fp64 above head dim 64 run at chunk <= 32 (shared memory)."""
     assert [kernel_chunk_size(c, 64, 64, ieee=True) for c in (1, 16, 17, 64, 100, 1000)] == [16, 16, 32, 64, 128, 128]
