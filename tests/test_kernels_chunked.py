@@ -28,6 +28,8 @@ CHUNKS = (16, 32, 64)
 BACKWARD_CHUNK = {1: 16, 7: 32, 64: 16, 197: 64, 300: 32}
 B, H, D = 2, 1, 16
 EPS = 1e-6
+#: where the kernels run: CPU tensors under the interpreter (tests/conftest.py), CUDA tensors on a GPU
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def make_inputs(variant: str, length: int, seed: int, dtype: torch.dtype = torch.float32, dk: int = D,
@@ -51,12 +53,17 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return ((out.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
 
 
+def chunked(q, k, v, a, **options) -> torch.Tensor:
+    """lion_chunked on DEVICE, the result back on the CPU (where the reference is)."""
+    return lion_chunked(*(x.to(DEVICE) for x in (q, k, v, a)), **options).cpu()
+
+
 def kernel_grads(q, k, v, a, dy, normalize: bool, chunk: int):
-    """y and (dq, dk, dv, da) of the kernels for the upstream gradient dy."""
-    leaves = [x.detach().clone().requires_grad_() for x in (q, k, v, a)]
+    """y and (dq, dk, dv, da) of the kernels for the upstream gradient dy, computed on DEVICE, returned on the CPU."""
+    leaves = [x.detach().to(DEVICE, copy=True).requires_grad_() for x in (q, k, v, a)]
     y = lion_chunked(*leaves, normalize=normalize, eps=EPS, chunk_size=chunk)
-    y.backward(dy)
-    return y.detach(), [x.grad for x in leaves]
+    y.backward(dy.to(DEVICE))
+    return y.detach().cpu(), [x.grad.cpu() for x in leaves]
 
 
 def reference_grads(q, k, v, a, dy, normalize: bool):
@@ -74,7 +81,7 @@ def reference_grads(q, k, v, a, dy, normalize: bool):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_matches_reference_fp32(variant: str, normalize: bool, length: int, chunk: int) -> None:
     q, k, v, a = make_inputs(variant, length, seed=length + chunk)
-    y = lion_chunked(q, k, v, a, normalize=normalize, eps=EPS, chunk_size=chunk)
+    y = chunked(q, k, v, a, normalize=normalize, eps=EPS, chunk_size=chunk)
     assert y.shape == (B, H, length, D) and y.dtype == torch.float32
     assert rel_err(y, reference_attention(q, k, v, a, normalize=normalize, eps=EPS)) <= 1e-4
 
@@ -147,7 +154,7 @@ def test_gradcheck_fp64(variant: str, normalize: bool) -> None:
         a = -0.05 - torch.rand(1, 2, 21, generator=gen, dtype=torch.float64)
     # LIT's decays sit on the boundary a = 0 of the kernels' domain (a <= 0: exponents are clamped at 0), where a
     # central difference is one-sided; its decay gradient is checked against the reference in the backward tests
-    inputs = [x.requires_grad_(variant != "lit" or x is not a) for x in (q, k, v, a)]
+    inputs = [x.to(DEVICE).requires_grad_(variant != "lit" or x is not a) for x in (q, k, v, a)]
 
     def fn(q, k, v, a):
         return lion_chunked(q, k, v, a, normalize=normalize, eps=EPS, chunk_size=16)
@@ -170,7 +177,7 @@ def test_head_dims_tiles_and_masks(normalize: bool) -> None:
 
 
 def test_lion_attention_trains_decays_through_the_kernels() -> None:
-    """`lion_attention(form="chunked", backend="triton")` on CPU tensors: the same values and gradients as the
+    """`lion_attention(form="chunked", backend="triton")`: the same values and gradients as the
     PyTorch chunked form, including the gradient reaching a per-head LION-D parameter of shape (H,)."""
     gen = torch.Generator().manual_seed(2)
     q, k = (torch.rand(2, 3, 50, 16, generator=gen) for _ in range(2))
@@ -178,10 +185,10 @@ def test_lion_attention_trains_decays_through_the_kernels() -> None:
     logit = torch.randn(3, generator=gen)
     runs = {}
     for backend in ("triton", "torch"):
-        leaves = [x.clone().requires_grad_() for x in (q, k, v, logit)]
+        leaves = [x.to(DEVICE, copy=True).requires_grad_() for x in (q, k, v, logit)]
         y = lion_attention(*leaves[:3], F.logsigmoid(leaves[3]), form="chunked", chunk_size=16, backend=backend)
         y.square().sum().backward()
-        runs[backend] = [y.detach()] + [x.grad for x in leaves]
+        runs[backend] = [y.detach().cpu()] + [x.grad.cpu() for x in leaves]
     for got, want in zip(runs["triton"], runs["torch"]):
         assert rel_err(got, want.double()) <= 1e-4
     assert runs["triton"][4].abs().min() > 0       # every head's decay parameter receives a gradient
@@ -199,7 +206,7 @@ def test_aot_specs_launch_the_forward() -> None:
     # tiles (dv pads to 128 > 64, so the chunk kernels use 32-wide tiles)
     assert [spec.grid(shape) for spec in specs] == [(B * H, 3, 2), (3, B * H, 3)]
     q, k, v, a = make_inputs("selective", 70, seed=1, dk=24, dv=80)
-    buffers = {"q": q, "k": k, "v": v, "log_decay": a}
+    buffers = {"q": q.to(DEVICE), "k": k.to(DEVICE), "v": v.to(DEVICE), "log_decay": a.to(DEVICE)}
     for spec in specs:
         assert list(spec.signature) == list(spec.fn.arg_names)   # names and order are the kernel's parameters
         args = []
@@ -209,12 +216,13 @@ def test_aot_specs_launch_the_forward() -> None:
                 continue
             if arg.role == "output":
                 assert arg.name not in buffers, arg.name
-                buffers[arg.name] = torch.full(arg.shape(shape), float("nan"))   # unwritten words would show
+                # unwritten words would show
+                buffers[arg.name] = torch.full(arg.shape(shape), float("nan"), device=DEVICE)
             tensor = buffers[arg.name]
             assert tuple(tensor.shape) == arg.shape(shape) and arg.dtype == "fp32"
             args.append(tensor)
         spec.fn[spec.grid(shape)](*args, **spec.constexprs, num_warps=spec.num_warps)
-    assert rel_err(buffers["y"], reference_attention(q, k, v, a, eps=EPS)) <= 1e-4
+    assert rel_err(buffers["y"].cpu(), reference_attention(q, k, v, a, eps=EPS)) <= 1e-4
 
 
 @pytest.mark.parametrize("change, message", [
@@ -229,7 +237,7 @@ def test_bad_input_is_a_clear_error(change: dict, message: str) -> None:
     if "a_shape" in change:
         a = torch.zeros(change["a_shape"])
     with pytest.raises(ValueError, match=message):
-        lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=change.get("chunk_size", 16))
+        chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=change.get("chunk_size", 16))
 
 
 def test_any_chunk_size_runs_on_the_kernels_chunks() -> None:
@@ -237,14 +245,14 @@ def test_any_chunk_size_runs_on_the_kernels_chunks() -> None:
     q, k, v, a = make_inputs("selective", 40, seed=9)
     ref = reference_attention(q, k, v, a, eps=EPS)
     for chunk in (1, 8, 48, 1000):
-        assert rel_err(lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 1e-4
+        assert rel_err(chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 1e-4
 
 
 def test_too_many_heads_is_a_clear_error() -> None:
     """B * H is the chunk kernels' grid y, which CUDA caps at 65535: refused before any launch."""
     q = torch.rand(65536, 1, 3, 16)
     with pytest.raises(ValueError, match="B \\* H <= 65535"):
-        lion_chunked(q, q, q, torch.zeros(65536, 1, 3), normalize=True, eps=EPS, chunk_size=16)
+        chunked(q, q, q, torch.zeros(65536, 1, 3), normalize=True, eps=EPS, chunk_size=16)
 
 
 def test_kernel_chunk_follows_the_request_and_fits_shared_memory() -> None:
@@ -270,12 +278,12 @@ def test_bf16_on_gpu(variant: str) -> None:
     """bf16 inputs (fp32 inside): the error is bf16's output rounding, 2^-8 relative per element, twice where dden is
     formed from the bf16 y. Emulated on the CPU (fp32 kernels, y and gradients rounded to bf16, dden from the bf16 y,
     this test's inputs): at most 3.7e-3 (dq, dv)."""
-    q, k, v, a = (x.cuda() for x in make_inputs(variant, 197, seed=4, dtype=torch.bfloat16))
-    dy = torch.randn(B, H, 197, D, device="cuda").bfloat16()
+    q, k, v, a = make_inputs(variant, 197, seed=4, dtype=torch.bfloat16)
+    dy = torch.randn(B, H, 197, D).bfloat16()
     y, grads = kernel_grads(q, k, v, a, dy, True, 64)
-    ref_y, ref_grads = reference_grads(q.cpu(), k.cpu(), v.cpu(), a.cpu(), dy.cpu(), True)
-    assert rel_err(y.cpu(), ref_y) <= 8e-3
-    _assert_grads_close([g.cpu() for g in grads], ref_grads, 8e-3, 197, True)
+    ref_y, ref_grads = reference_grads(q, k, v, a, dy, True)
+    assert rel_err(y, ref_y) <= 8e-3
+    _assert_grads_close(grads, ref_grads, 8e-3, 197, True)
 
 
 def test_closing_gates_keep_fp32_precision() -> None:
@@ -289,4 +297,4 @@ def test_closing_gates_keep_fp32_precision() -> None:
     a = torch.where(torch.rand(1, 2, 256, generator=gen) < 0.2, -20 * torch.rand(1, 2, 256, generator=gen), a)
     ref = reference_attention(q, k, v, a, eps=EPS)
     for chunk in (16, 128):
-        assert rel_err(lion_chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 5e-5
+        assert rel_err(chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 5e-5
