@@ -43,7 +43,7 @@ Each is a LION attention of its own, so it is computed with chunk states exactly
      dk_j = exp(incl_j) (G_left[n] v_j + g_left) + exp(rev_incl_j) (G_right[n] v_j + g_right) + intra block,
      dv_j = exp(incl_j) G_left[n]^T k_j + exp(rev_incl_j) G_right[n]^T k_j + intra block.
   `_lion_chunked_bwd_dq` and `_lion_chunked_bwd_dkdv` run one program per (chunk, head) and loop over dv tiles
-  (BLOCK_DV wide), so head dim 128 needs no more registers / shared memory than 64.
+  (BLOCK_DV wide), so a wide dv costs iterations rather than registers / shared memory (a wide dk still costs both).
 Both state kernels share one body (`_sweep_states`): the forward's states sum k_j v_j^T counting the writer's own
 decay (INCLUSIVE), the backward's sum q_i dnum_i^T without it, scaled by dden_i in the normaliser state.
 Decay gradient. log M_ij is the sum of a_t over the path {j..i-1} (j < i) or {i+1..j} (j > i), so with
@@ -115,7 +115,7 @@ def _chunk_mask(excl, incl, CHUNK: tl.constexpr):
 
 @triton.jit
 def _chunk_frame(L, DK: tl.constexpr, BLOCK_DK: tl.constexpr, CHUNK: tl.constexpr):
-    """Where a chunk program (grid (chunks, B*H, ...)) works: its chunk n, head bh, first token, token offsets
+    """Where a chunk program (grid (chunks, B*H, ...)) works: its head bh, its chunk's first token, token offsets
     and in-sequence mask, the (CHUNK, BLOCK_DK) offsets and mask of its q / k rows, and the offsets (in units of
     DK) of the left and right states entering chunk n in a (2, B*H, N, DK, ...) buffer."""
     n = tl.program_id(0)
@@ -186,7 +186,8 @@ def _sweep_states(x, y, s, log_decay, L, states, norms,
     for step in range(0, n_chunks):
         n = step + backward * (n_chunks - 1 - 2 * step)         # step, or n_chunks - 1 - step
         start = n * CHUNK
-        tl.store(states + n * DX * DY + state_offsets, state, mask=state_mask)
+        # int64: n * DX * DY passes 2^31 from L ~ 2M tokens at chunk 16 and head dim 128
+        tl.store(states + n.to(tl.int64) * DX * DY + state_offsets, state, mask=state_mask)
         if NORM:
             if tile_y == 0:
                 tl.store(norms + n * DX + cols_x, norm, mask=cols_x < DX)
