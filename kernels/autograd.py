@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .chunked import check_heads, check_problem, chunked_backward, chunked_forward, kernel_chunk_size
+from .chunked import (check_heads, check_problem, chunked_backward, chunked_forward, ieee_dots,
+                      kernel_chunk_size)
 from .inputs import check_kernel_inputs
 
 #: input dtypes the kernels take; fp64 computes in fp64 (for gradcheck), everything else in fp32
@@ -49,7 +50,7 @@ def lion_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Ten
     if a.dtype != compute:
         raise ValueError(f"log decays must be {compute} for {q.dtype} inputs, got {a.dtype}")
     dk, dv = q.shape[3], v.shape[3]
-    chunk_size = kernel_chunk_size(chunk_size, dk, dv, q.dtype in (torch.float32, torch.float64))
+    chunk_size = kernel_chunk_size(chunk_size, dk, dv, ieee_dots(q.dtype))
     check_problem(dk, dv, chunk_size)
     check_heads(q.shape[0], q.shape[1])
     return LionChunkedFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(),

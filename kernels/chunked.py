@@ -414,7 +414,8 @@ def kernel_chunk_size(chunk_size: int, dk: int, dv: int, ieee: bool) -> int:
     return min(chunk, 32) if ieee and _wide(dk, dv) else chunk
 
 
-def _ieee(dtype: torch.dtype) -> bool:
+def ieee_dots(dtype: torch.dtype) -> bool:
+    """fp32 / fp64 inputs get IEEE dots (and the shorter chunk at wide heads); fp16 / bf16 the default (TF32)."""
     return dtype in (torch.float32, torch.float64)
 
 
@@ -435,13 +436,18 @@ def _chunk_constexprs(dk: int, dv: int, chunk_size: int, normalize: bool, ieee: 
     return {**meta, "IEEE": bool(ieee)}
 
 
-def _state_buffers(x: torch.Tensor, width: int, a: torch.Tensor,
-                   chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Uninitialised states (2, B, H, N, dx, width) and norms (2, B, H, N, dx) in the compute dtype."""
-    batch, heads, length, dx = x.shape
+def _key_states(k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, chunk_size: int, normalize: bool,
+                ieee: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch `_lion_chunked_states`: the states (2, B, H, N, dk, dv) and norms (2, B, H, N, dk) entering every
+    chunk, in the compute dtype. The forward reads them, and the backward recomputes them rather than keeping them."""
+    batch, heads, length, dk = k.shape
+    dv = v.shape[-1]
     n_chunks = _n_chunks(length, chunk_size)
-    states = torch.empty(2, batch, heads, n_chunks, dx, width, dtype=a.dtype, device=x.device)
-    norms = torch.empty(2, batch, heads, n_chunks, dx, dtype=a.dtype, device=x.device)
+    states = torch.empty(2, batch, heads, n_chunks, dk, dv, dtype=a.dtype, device=k.device)
+    norms = torch.empty(2, batch, heads, n_chunks, dk, dtype=a.dtype, device=k.device)
+    _lion_chunked_states[_states_grid(dk, dv)(ProblemShape(batch, heads, length, dk, dv))](
+        k, v, a, length, states, norms, **_state_constexprs(dk, dv, chunk_size, normalize, ieee),
+        num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
     return states, norms
 
 
@@ -455,11 +461,8 @@ def chunked_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.
     den = torch.empty(batch, heads, length, dtype=a.dtype, device=q.device)
     if y.numel():
         shape = ProblemShape(batch, heads, length, dk, dv)
-        ieee = _ieee(q.dtype)
-        states, norms = _state_buffers(k, dv, a, chunk_size)
-        _lion_chunked_states[_states_grid(dk, dv)(shape)](
-            k, v, a, length, states, norms, **_state_constexprs(dk, dv, chunk_size, normalize, ieee),
-            num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
+        ieee = ieee_dots(q.dtype)
+        states, norms = _key_states(k, v, a, chunk_size, normalize, ieee)
         _lion_chunked_out[_chunk_grid(chunk_size, _block_dv(dk, dv))(shape)](
             q, k, v, a, states, norms, length, y, den, **_chunk_constexprs(dk, dv, chunk_size, normalize, ieee, eps),
             num_warps=_num_warps(dk, dv, chunk_size), num_stages=_NUM_STAGES)
@@ -488,17 +491,15 @@ def chunked_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch
     g = torch.empty(2, batch * heads, 2, length, dtype=compute, device=q.device)   # (kernel, B*H, [gP, gQ], L)
     if dq.numel() and dv_out.numel():
         shape = ProblemShape(batch, heads, length, dk, dv)
-        ieee = _ieee(q.dtype)
-        state_meta = _state_constexprs(dk, dv, chunk_size, normalize, ieee)
+        ieee = ieee_dots(q.dtype)
         chunk_meta = _chunk_constexprs(dk, dv, chunk_size, normalize, ieee)
         launch = {"num_warps": _num_warps(dk, dv, chunk_size), "num_stages": _NUM_STAGES}
         grid = _chunk_grid(chunk_size, None)(shape)
-        states, norms = _state_buffers(k, dv, a, chunk_size)
-        _lion_chunked_states[_states_grid(dk, dv)(shape)](k, v, a, length, states, norms, **state_meta,
-                                                          num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
+        states, norms = _key_states(k, v, a, chunk_size, normalize, ieee)
         _lion_chunked_bwd_dq[grid](q, k, v, a, dnum, dden, states, norms, length, dq, g[0], **chunk_meta, **launch)
-        _lion_chunked_bwd_states[_states_grid(dk, dv)(shape)](q, dnum, dden, a, length, states, norms, **state_meta,
-                                                              num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
+        _lion_chunked_bwd_states[_states_grid(dk, dv)(shape)](
+            q, dnum, dden, a, length, states, norms, **_state_constexprs(dk, dv, chunk_size, normalize, ieee),
+            num_warps=_STATE_WARPS, num_stages=_NUM_STAGES)
         _lion_chunked_bwd_dkdv[grid](q, k, v, a, dnum, dden, states, norms, length, dk_out, dv_out, g[1],
                                      **chunk_meta, **launch)
     else:
@@ -574,8 +575,8 @@ def training_specs(config: KernelConfig) -> list[KernelSpec]:
     check_problem(config.dk, config.dv, config.chunk_size)
     chunk_inputs = ("q", "k", "v", "log_decay", "dnum", "dden")
     return [
-        _spec(config, "lion_chunked_bwd_dq", _lion_chunked_bwd_dq, (*chunk_inputs, "states", "norms"), ("dq", "decay_grad_q"),
-              state_kernel=False, runs_after=("lion_chunked_states",)),
+        _spec(config, "lion_chunked_bwd_dq", _lion_chunked_bwd_dq, (*chunk_inputs, "states", "norms"),
+              ("dq", "decay_grad_q"), state_kernel=False, runs_after=("lion_chunked_states",)),
         _spec(config, "lion_chunked_bwd_states", _lion_chunked_bwd_states, ("q", "dnum", "dden", "log_decay"),
               ("q_states", "q_norms"), state_kernel=True),
         _spec(config, "lion_chunked_bwd_dkdv", _lion_chunked_bwd_dkdv, (*chunk_inputs, "q_states", "q_norms"),
