@@ -1,7 +1,7 @@
 """The `lion-export` command: checkpoint -> ONNX (+ verification), and the tools around it.
 
-Installed as `lion_export.console.cli`. The command only parses options and reports; all work lives in the
-`lion_export` package so that it can be tested and used without a shell. `lion-export model.pt ...` with no
+Imported as `lion_export.cli` (lion_export/cli.py is a symlink to this file). The command only parses options and
+reports; all work lives in the `lion_export` package so that it can be tested and used without a shell. `lion-export model.pt ...` with no
 subcommand name means `lion-export export model.pt ...`, the main job.
 """
 from __future__ import annotations

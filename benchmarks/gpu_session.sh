@@ -66,18 +66,11 @@ sys.exit(0 if root in found.parents else f"lion_export.kernels resolves to {foun
 ' "$ROOT") >>"$OUT/install.txt" 2>&1
 }
 
-# Last resort without pip: the installed layout (lion_export.kernels = kernels/, .plugins = plugins/, .console = the
-# repository root, as pyproject.toml maps them) as a tree of symlinks on PYTHONPATH.
+# Last resort without pip: the source tree itself is the package (lion_export/kernels, /plugins and /cli.py are
+# symlinks to the top-level folders), so the repository root on PYTHONPATH is enough.
 link_package() {
-    local shim
-    shim=$(mktemp -d "${TMPDIR:-/tmp}/lion-export-shim.XXXXXX") || return 1
-    mkdir "$shim/lion_export" || return 1
-    ln -s "$ROOT"/lion_export/* "$shim/lion_export/" || return 1
-    ln -s "$ROOT/kernels" "$shim/lion_export/kernels" || return 1
-    ln -s "$ROOT/plugins" "$shim/lion_export/plugins" || return 1
-    ln -s "$ROOT" "$shim/lion_export/console" || return 1
-    export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
-    log "lion_export: linked from $shim (PYTHONPATH)"
+    export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+    log "lion_export: imported from the source tree $ROOT (PYTHONPATH)"
 }
 
 # ---- 1. environment ---------------------------------------------------------------------------------------------

@@ -1,14 +1,35 @@
-"""lion-export: LION bidirectional linear-attention models -> ONNX / TensorRT, with parity proven at each step."""
+"""lion-export: LION bidirectional linear-attention models -> ONNX / TensorRT, with parity proven at each step.
+
+The public names below are imported on first use (PEP 562), not here: `import lion_export` (and so
+`lion-export --help`) must not pay for torch. The package is one tree: `lion_export/kernels`, `lion_export/plugins`
+and `lion_export/cli.py` are symlinks to the repository's top-level `kernels/`, `plugins/` and `cli.py`.
+"""
 from __future__ import annotations
 
-from .checkpoint import (CheckpointError, checkpoint_sha256, load_checkpoint, load_state_dict_file,
-                         save_checkpoint, save_safetensors)
-from .forms import lion_attention
-from .models import PRESETS, LionAttention, create_model, set_form
-from .variants import VARIANTS, get_variant
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "lion_attention", "LionAttention", "set_form", "create_model", "PRESETS", "VARIANTS",
-           "get_variant", "CheckpointError", "save_checkpoint", "save_safetensors", "load_checkpoint",
-           "load_state_dict_file", "checkpoint_sha256"]
+_EXPORTS = {
+    "lion_attention": "forms",
+    "LionAttention": "models", "set_form": "models", "create_model": "models", "PRESETS": "models",
+    "VARIANTS": "variants", "get_variant": "variants",
+    "CheckpointError": "checkpoint", "save_checkpoint": "checkpoint", "save_safetensors": "checkpoint",
+    "load_checkpoint": "checkpoint", "load_state_dict_file": "checkpoint", "checkpoint_sha256": "checkpoint",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lion_export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from lion_export import __version__
-from lion_export.console.cli import main
+from lion_export.cli import main
 
 
 def run(*args: str):

@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from lion_export import create_model, load_checkpoint, save_checkpoint, save_safetensors
-from lion_export.console.cli import main
+from lion_export.cli import main
 from lion_export.export import DEFAULT_OPSET, MIN_OPSET
 from lion_export.export.selective_scan import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE
 from lion_export.verify import verify_onnx

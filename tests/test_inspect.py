@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from lion_export.console.cli import main
+from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.inspect import OnnxFileError, load_onnx_model, summarize
 from lion_export.models import create_model

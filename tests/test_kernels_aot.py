@@ -15,7 +15,7 @@ import pytest
 import triton
 from click.testing import CliRunner
 
-from lion_export.console.cli import main
+from lion_export.cli import main
 from lion_export.kernels.aot import KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg, kernel_specs
 from lion_export.kernels.aot_compile import CompiledKernel, compile_kernels, parse_ptx_params
 from lion_export.kernels.targets import TARGETS, target

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from lion_export.checkpoint import load_checkpoint, save_checkpoint
-from lion_export.console.cli import main
+from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.models import create_model, set_form
 from lion_export.verify import (TOLERANCES, InputsError, OnnxRuntimeRunner, TorchRunner, compare_outputs,
