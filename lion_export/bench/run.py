@@ -154,12 +154,13 @@ def _quadratic_estimate(config, series: Series, length: int, request: BenchReque
     return request.batch * config.num_heads * length * length * _QUADRATIC_BYTES[request.dtype]
 
 
-def _export_graph(model, series: Series, request: BenchRequest, folder: Path) -> str:
+def _export_graph(model, series: Series, request: BenchRequest, folder: Path, graphs: dict[str, Path]) -> str:
     from ..export import export_onnx
     from .baseline import softmax_twin
 
     source = softmax_twin(model) if series.model == SOFTMAX else model
-    path = folder / f"{series.model}_{series.mode}.onnx"
+    key = f"{series.model}_{series.mode}"
+    path = Path(graphs[key]) if key in graphs else folder / f"{key}.onnx"
     if not path.exists():
         export_onnx(source, path, mode=series.mode, chunk_size=request.chunk_size, dtype=request.dtype, batch=2)
     if series.backend == "tensorrt":
@@ -196,10 +197,13 @@ def _run_point(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 Progress = Callable[[str, int, int], None]
 
 
-def run_bench(request: BenchRequest, progress: Progress | None = None) -> dict[str, Any]:
+def run_bench(request: BenchRequest, progress: Progress | None = None,
+              graphs: dict[str, str | Path] | None = None) -> dict[str, Any]:
     """Run the benchmark; writes bench.json and bench.png into request.out and returns the JSON document.
 
     progress(description, done, total) is called before each point and once at the end.
+    graphs: already exported .onnx files to time instead of exporting again, keyed "lion_chunked",
+    "lion_recurrent", "lion_parallel" or "softmax_parallel" (they must come from the same checkpoint).
     """
     from ..checkpoint import CheckpointError, load_checkpoint
     from .machine import describe_machine
@@ -239,7 +243,7 @@ def run_bench(request: BenchRequest, progress: Progress | None = None) -> dict[s
                 else:
                     if series.backend != "eager" and series.graph is None:
                         try:
-                            series.graph = _export_graph(model, series, request, folder)
+                            series.graph = _export_graph(model, series, request, folder, graphs or {})
                         except Exception as error:  # noqa: BLE001 - a series that cannot export is recorded
                             series.skipped = f"export failed: {' '.join(str(error).split())[:300]}"
                             point.update(status="error", reason=series.skipped)
