@@ -6,8 +6,8 @@ whole benchmark down. The parent (lion_export.bench.run) turns a crash, a kill o
 recorded status.
 
 Timing: `warmup` untimed runs, then up to `repeats` timed runs (at least 3 unless one run alone exceeds the time
-budget). Peak memory: what the runs allocate beyond what the process holds before them (model or session and
-inputs in place): on the CPU the kernel's peak-RSS counter (VmHWM), reset through /proc/self/clear_refs first (the
+budget). Peak memory: what the runs (warm-up included) allocate beyond what the process holds before them (model or
+session and inputs in place): on the CPU the kernel's peak-RSS counter (VmHWM), reset through /proc/self/clear_refs first (the
 lifetime peak, ru_maxrss, where that file is not writable; the JSON says which); for eager PyTorch on a GPU,
 torch.cuda's peak allocated bytes. Denormal floats are flushed to zero (LION-S decay products reach the denormal
 range, where x86 CPUs slow down 10-50x): the measurement is of the model, not of denormal arithmetic.
@@ -120,15 +120,19 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         feed = make_feed(spec["inputs"], spec["dtype"])
         run, backend, cuda = RUNNERS[spec["backend"]](spec, feed)
-        for _ in range(spec["warmup"]):
-            run()
+        # the peak is taken from before the warm-up: an arena allocator (onnxruntime's, CUDA's caching one) keeps
+        # what the first run allocated, so later runs alone would show almost nothing
         if cuda is not None:
+            cuda.cuda.synchronize()
             cuda.cuda.reset_peak_memory_stats()
             base = cuda.cuda.memory_allocated()
-            counter = "torch.cuda.max_memory_allocated"
+            counter = "torch.cuda.max_memory_allocated" + (
+                " (what torch allocates; not TensorRT's own workspace)" if spec["backend"] == "tensorrt" else "")
         else:
             counter = "VmHWM after reset" if _reset_peak_rss() else "ru_maxrss (lifetime)"
             base = _status_kib("VmRSS") * 1024
+        for _ in range(spec["warmup"]):
+            run()
         times: list[float] = []
         while len(times) < spec["repeats"]:
             start = time.perf_counter()
