@@ -33,16 +33,18 @@ def snake_walks(rows: int, cols: int, device: torch.device | None = None
     place_o[t] is the position of token t in walk o (gather a walk-order sequence by it to get natural order).
     Token 0 is the class token (position 0 in both); patch (r, c) is token 1 + r * cols + c.
     """
-    index = torch.arange(rows * cols, device=device)
-    first, second = index // cols, index % cols                 # read as (row, col) of a token or of a position
+    # built by broadcasting (rows x cols index grids, flattened) rather than by dividing a flat index: under
+    # torch.export the sides are symbolic, and ONNX exporters cannot take the remainder by a symbolic scalar
+    row = torch.arange(rows, device=device)[:, None]
+    col = torch.arange(cols, device=device)[None, :]
+    row_of_col, col_of_col = row.transpose(0, 1), col.transpose(0, 1)    # (1, rows) and (cols, 1)
     # walk 1 (by rows) is its own inverse: position r*cols + c holds patch (r, c or cols-1-c), and vice versa
-    by_rows = first * cols + torch.where(first % 2 == 0, second, cols - 1 - second)
-    # walk 2 (by columns): position p is column p // rows, the (p % rows)-th row from the top (even columns)
-    column, step = index // rows, index % rows
-    walk_cols = torch.where(column % 2 == 0, step, rows - 1 - step) * cols + column
-    # ... and patch (r, c) sits at position c * rows + (r or rows-1-r)
-    place_cols = second * rows + torch.where(second % 2 == 0, first, rows - 1 - first)
-    zero = index.new_zeros(1)
+    by_rows = (row * cols + torch.where(row % 2 == 0, col, cols - 1 - col)).reshape(-1)
+    # walk 2 (by columns): position c*rows + s holds patch (s or rows-1-s, c) ...
+    walk_cols = (torch.where(col_of_col % 2 == 0, row_of_col, rows - 1 - row_of_col) * cols + col_of_col).reshape(-1)
+    # ... so patch (r, c) sits at position c*rows + (r or rows-1-r)
+    place_cols = (col * rows + torch.where(col % 2 == 0, row, rows - 1 - row)).reshape(-1)
+    zero = by_rows.new_zeros(1)
 
     def with_class_token(order: torch.Tensor) -> torch.Tensor:
         return torch.cat([zero, order + 1])
