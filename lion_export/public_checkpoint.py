@@ -92,7 +92,7 @@ def read_model(path: str | os.PathLike, options: ReadOptions = ReadOptions(),
     if options.config_path is not None:
         return _build_from_json(path, public, options)
     config, line = infer_config(path, public, options)
-    model = _load(path, config, _our_names(public.tensors))
+    model = _load(path, config, _our_names(path, public.tensors))
     if report is not None:
         report(f"{path.name}: read as {line}")
     return model
@@ -147,9 +147,14 @@ def _public_file(path: Path, obj: object, weights: str | None) -> PublicFile:
     return PublicFile(dict(obj[key]), args, key if "optimizer" in obj or "model_ema" in obj else "state_dict")
 
 
-def _our_names(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _our_names(path: Path, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     tensors = strip_wrapper_prefix(tensors)
-    return public_mlm_to_ours(tensors) if is_public_mlm(tensors) else tensors
+    if not is_public_mlm(tensors):
+        return tensors
+    try:
+        return public_mlm_to_ours(tensors)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {_one_line(error)}") from None
 
 
 def _load(path: Path, config: ModelConfig | dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -171,7 +176,7 @@ def _build_from_json(path: Path, public: PublicFile, options: ReadOptions) -> nn
     header = read_config_json(_existing_file(options.config_path))
     if not isinstance(header, Mapping):
         raise CheckpointError(f"{options.config_path}: the config must be a JSON object")
-    return _load(path, dict(header), _our_names(public.tensors))
+    return _load(path, dict(header), _our_names(path, public.tensors))
 
 
 def _depth(path: Path, tensors: Mapping[str, torch.Tensor]) -> int:
@@ -192,8 +197,8 @@ def _decay(tensors: Mapping[str, torch.Tensor], per_head: str, per_token: str) -
 
 def _preset_heads(path: Path, kind: str, dim: int, depth: int, mask: str, options: ReadOptions,
                   file_heads: int | None) -> tuple[int, str]:
-    """(heads, preset name or "custom"): --heads, else the decay's shape, else the preset (--preset, or the
-    public preset of this width)."""
+    """(heads, the preset's name or "custom (sizes)"): --heads, else the decay's shape, else the preset (--preset,
+    or the public preset of this width)."""
     sizes = {name: fields for name, (cls, fields) in PRESETS.items() if cls.kind == kind}
     if options.preset is not None:
         if options.preset not in sizes:
@@ -211,8 +216,10 @@ def _preset_heads(path: Path, kind: str, dim: int, depth: int, mask: str, option
     if heads is None:
         raise CheckpointError(f"{path}: the number of heads cannot be read from a {get_variant(mask).display_name} "
                               f"file of width {dim} (no decay tensor, no preset of that width): pass --heads")
-    exact = name is not None and sizes[name] == {"dim": dim, "depth": depth, "num_heads": heads}
-    return heads, name if exact else "custom"
+    if name is not None and sizes[name] == {"dim": dim, "depth": depth, "num_heads": heads}:
+        return heads, name
+    from_preset = name is not None and not options.heads and not file_heads
+    return heads, f"custom ({dim} wide, {depth} deep, {heads} heads{f' as {name}' if from_preset else ''})"
 
 
 def _vision_config(path: Path, tensors: Mapping[str, torch.Tensor], args: Mapping[str, Any],
@@ -253,14 +260,13 @@ def _vision_config(path: Path, tensors: Mapping[str, torch.Tensor], args: Mappin
     pooling = "class-token pooling" if cls_pooling else "mean pooling"
     if options.cls_pooling is None and "cls_tok" not in args:
         pooling += " (the public default; --cls-pooling if trained with --cls_tok)"
-    size = "" if preset != "custom" else f" ({dim} wide, {depth} deep, {heads} heads)"
-    return config, f"{preset}{size}, {name}, {classes} classes, {position}, {pooling}"
+    return config, f"{preset}, {name}, {classes} classes, {position}, {pooling}"
 
 
 def _text_config(path: Path, tensors: Mapping[str, torch.Tensor], options: ReadOptions) -> tuple[TextConfig, str]:
     if options.natural or options.cls_pooling is not None:
         raise CheckpointError(f"{path}: is a text model; --natural and --cls-pooling are for vision models")
-    ours = public_mlm_to_ours(tensors)
+    ours = _our_names(path, tensors)
     vocab, dim = ours["token_embed.weight"].shape
     depth = _depth(path, ours)
     mask, file_heads = _decay(ours, "blocks.0.attn.ai", "blocks.0.attn.Wa_i")
@@ -279,8 +285,7 @@ def _text_config(path: Path, tensors: Mapping[str, torch.Tensor], options: ReadO
         config = TextConfig(**fields)
     except ValueError as error:
         raise CheckpointError(f"{path}: {_one_line(error)}") from None
-    size = "" if preset != "custom" else f" ({dim} wide, {depth} deep, {heads} heads)"
-    parts = [f"{preset}{size}", f"{get_variant(mask).display_name} MLM", f"vocabulary {vocab}",
+    parts = [preset, f"{get_variant(mask).display_name} MLM", f"vocabulary {vocab}",
              f"pos-embed {max_len}" if pos_embed else f"no pos-embed (max_len {max_len})"]
     if config.layer_norm_after:
         parts.append("layer norm after the mixer")
