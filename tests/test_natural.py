@@ -146,3 +146,17 @@ def test_natural_export_is_verified(tmp_path, mask, mode, pos_embed):
     assert report.passed, report.to_dict()
     if not pos_embed:
         assert len({case.seq_len for case in report.cases}) >= 2     # several grids, not just the traced one
+
+
+@pytest.mark.parametrize("form", ["chunked", "recurrent"])
+@pytest.mark.parametrize("per_token", [False, True], ids=["D", "S"])
+def test_natural_attention_runs_its_two_passes_in_the_triton_kernels(form, per_token):
+    """backend="triton": each walk is one kernel launch (chunked or scan) on v with its column of ones; the
+    interpreter on a CPU (tests/conftest.py), CUDA tensors where a GPU is present. Tiny: 3 x 5 grid, 16 tokens."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    q, k, v, decays = _inputs(3, 5, per_token, dim=16)
+    expected = reference_natural_attention(q, k, v, *decays, 3, 5)
+    out = natural_attention(q.float().to(device), k.float().to(device), v.float().to(device),
+                            tuple(d.float().to(device) for d in decays), (3, 5), form=form, chunk_size=16,
+                            backend="triton")
+    torch.testing.assert_close(out.cpu().double(), expected, rtol=1e-4, atol=1e-5)
