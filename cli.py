@@ -164,7 +164,7 @@ def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool) -> Any:
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--mode", default="chunked", show_default=True, metavar="MODE",
-              help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per mixer, "
+              help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per LION pass, "
                    "backed by a local function) or parallel (full masked attention, the baseline).")
 @click.option("--chunk-size", default="64", show_default=True, metavar="N", help="Chunk size of the chunked form.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
