@@ -354,3 +354,38 @@ def test_fp64_models_compute_their_decays_in_fp64():
         images = torch.randn(2, 3, 24, 24, dtype=torch.float64)
         with torch.no_grad():
             torch.testing.assert_close(model(images), public_vision_forward(sd, images), rtol=1e-13, atol=1e-13)
+
+
+def test_cli_exports_a_public_mlm_with_no_options(tmp_path):
+    """LION-S MLM without position embeddings, layer norm after the mixer, in a Composer checkpoint: the command
+    reads, exports (recurrent) and verifies it with no architecture option; convert then needs none either."""
+    sd = public_mlm_state_dict("selective", False, True, depth=1)
+    path = tmp_path / "mlm.pt"
+    torch.save({"state": {"model": {f"model.{k}": v for k, v in sd.items()}}}, path)
+    result = _run(path, "--mode", "recurrent", "--seq-len", 12)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert ("mlm.pt: read as custom (16 wide, 1 deep, 2 heads), LION-S MLM, vocabulary 40, no pos-embed "
+            "(max_len 32), layer norm after the mixer") in result.stderr
+    assert "PASSED" in result.output
+    assert _run("convert", path, "-o", tmp_path / "own.pt").exit_code == 0
+    model = load_checkpoint(tmp_path / "own.pt").double()
+    ids = torch.randint(0, VOCAB, (1, 30))                             # longer than the traced 12
+    keep = torch.ones(1, 30, dtype=torch.int64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, keep), public_mlm_forward(sd, ids, keep), rtol=1e-10, atol=1e-10)
+
+
+def test_load_state_dict_file_takes_model_ema_when_asked(tmp_path):
+    from lion_export import load_state_dict_file
+
+    plain, ema = (public_vision_state_dict("decay", depth=1, seed=s) for s in (1, 2))
+    torch.save({"model": plain, "model_ema": ema, "epoch": 1}, tmp_path / "c.pth")
+    fields = {"mask": "decay", "depth": 1, "dim": DIM, "num_heads": HEADS, "img_size": 24, "patch_size": PATCH,
+              "num_classes": CLASSES}
+    images = torch.randn(1, 3, 24, 24, dtype=torch.float64)
+    for weights, sd in (("model", plain), ("model_ema", ema)):
+        model = load_state_dict_file(tmp_path / "c.pth", "vit-tiny", weights=weights, **fields).double()
+        with torch.no_grad():
+            torch.testing.assert_close(model(images), public_vision_forward(sd, images), rtol=1e-10, atol=1e-10)
+    with pytest.raises(CheckpointError, match="no 'ema' state_dict"):
+        load_state_dict_file(tmp_path / "c.pth", "vit-tiny", weights="ema", **fields)
