@@ -323,7 +323,10 @@ def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bo
         _bad_input(f"-o {output} is a directory; give a file name such as {output / 'model.pt'}")
     try:
         model = _read_checkpoint(checkpoint, reading, quiet)
-        written = save_safetensors(model, output) if output.suffix == ".safetensors" else (save_checkpoint(model, output),)
+        if output.suffix == ".safetensors":
+            written = save_safetensors(model, output)
+        else:
+            written = (save_checkpoint(model, output),)
     except (CheckpointError, ValueError, OSError) as exc:
         if debug:
             raise

@@ -2,7 +2,6 @@
 (masks averaged before the normalisation, reference.reference_natural_attention), and their ONNX exports."""
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
 import torch

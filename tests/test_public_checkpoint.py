@@ -141,7 +141,7 @@ def test_lit_heads_are_ambiguous_unless_a_preset_or_heads_decides(tmp_path):
 
 
 def test_training_checkpoints_pick_model_or_model_ema_and_use_their_args(tmp_path):
-    plain, ema = public_vision_state_dict("selective", True, seed=1), public_vision_state_dict("selective", True, seed=2)
+    plain, ema = (public_vision_state_dict("selective", True, seed=seed) for seed in (1, 2))
     path = tmp_path / "checkpoint.pth"
     torch.save({"model": plain, "model_ema": ema, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]},
                 "epoch": 299, "args": argparse.Namespace(cls_tok=True, input_size=24, model="lion_tiny_patch16_224")},
