@@ -154,11 +154,13 @@ def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return with_reading
 
 
-def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool) -> Any:
-    """The model in CHECKPOINT; a public file's inferred architecture is printed as one line unless quiet."""
+def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[[str], None] | None = None) -> Any:
+    """The model in CHECKPOINT; a public file's inferred architecture is printed as one line (on stderr, or through
+    `say`) unless quiet."""
     from lion_export.public_checkpoint import read_model
 
-    return read_model(checkpoint, reading, report=None if quiet else lambda line: click.echo(line, err=True))
+    say = say or (lambda line: click.echo(line, err=True))
+    return read_model(checkpoint, reading, report=None if quiet else say)
 
 
 @main.command("export")
@@ -212,7 +214,8 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     try:
         target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
         with console.status("loading the checkpoint") as status:
-            model = _read_checkpoint(checkpoint, reading, quiet)
+            model = _read_checkpoint(checkpoint, reading, quiet,
+                                     lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
             export_onnx(model, output, mode=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
                         batch=batch_size, seq_len=length, checkpoint_path=checkpoint,
                         progress=lambda step: status.update(step))

@@ -108,7 +108,8 @@ def infer_config(path: Path, public: PublicFile, options: ReadOptions) -> tuple[
         config, line = _vision_config(path, tensors, public.args, options)
     else:
         raise CheckpointError(f"{path}: neither a public LION vision model (patch_embed.proj.weight, cls_token) nor "
-                              f"a public MLM (bert.embeddings...); names: {_one_line(sorted(tensors)[:4], 100)}")
+                              f"a public MLM (bert.embeddings...): pass --config with its model config JSON if it "
+                              f"is one of lion-export's (names: {_one_line(sorted(tensors)[:3], 90)})")
     if public.source != "state_dict":
         line += f" (weights: {public.source})"
     return config, line
@@ -117,8 +118,8 @@ def infer_config(path: Path, public: PublicFile, options: ReadOptions) -> tuple[
 def _refuse_options(path: Path, options: ReadOptions) -> None:
     given = options.architecture_options()
     if given:
-        raise CheckpointError(f"{path}: is a lion-export checkpoint with its own config; {', '.join(given)} "
-                              "only apply to public state_dicts (drop them)")
+        raise CheckpointError(f"{path}: is a lion-export checkpoint with its own config; drop {', '.join(given)} "
+                              "(for public state_dicts only)")
 
 
 def _public_file(path: Path, obj: object, weights: str | None) -> PublicFile:

@@ -189,7 +189,7 @@ def test_cli_export_verify_convert_on_a_public_file_with_no_options(tmp_path):
             torch.testing.assert_close(converted(images), expected, rtol=1e-10, atol=1e-10)
     assert json.loads((tmp_path / "own.json").read_text())["config"]["natural"] is True
     # the converted file needs no options, and refuses the public-only ones and --config
-    for args, message in (((tmp_path / "own.pt", "--mask", "decay"), "--mask only apply to public state_dicts"),
+    for args, message in (((tmp_path / "own.pt", "--mask", "decay"), "drop --mask (for public state_dicts only)"),
                           ((tmp_path / "own.pt", "--config", tmp_path / "own.json"), "--config is for .safetensors"),
                           ((tmp_path / "own.pt", "-o", tmp_path / "own.pt"), "is the input file"),
                           ((path, "-o", tmp_path / "x.onnx"), ".pt or .safetensors")):
@@ -389,3 +389,16 @@ def test_load_state_dict_file_takes_model_ema_when_asked(tmp_path):
             torch.testing.assert_close(model(images), public_vision_forward(sd, images), rtol=1e-10, atol=1e-10)
     with pytest.raises(CheckpointError, match="no 'ema' state_dict"):
         load_state_dict_file(tmp_path / "c.pth", "vit-tiny", weights="ema", **fields)
+
+
+def test_a_state_dict_with_lion_export_names_is_read_with_its_config(tmp_path):
+    model = create_model("vit-tiny", mask="decay", depth=1, dim=DIM, num_heads=HEADS, img_size=24, patch_size=PATCH,
+                         num_classes=CLASSES, natural=True)
+    torch.save(model.state_dict(), tmp_path / "ours.pt")            # vision names are the public ones: inferred
+    assert read_model(tmp_path / "ours.pt").config == model.config
+    text = create_model("encoder-tiny", depth=1, dim=DIM, num_heads=HEADS, vocab_size=VOCAB, max_len=MAX_LEN)
+    torch.save(text.state_dict(), tmp_path / "text.pt")
+    with pytest.raises(CheckpointError, match="pass --config with its model config JSON"):
+        read_model(tmp_path / "text.pt")
+    (tmp_path / "text.json").write_text(json.dumps(text.config.to_dict()))
+    assert read_model(tmp_path / "text.pt", ReadOptions(config_path=tmp_path / "text.json")).config == text.config
