@@ -196,6 +196,16 @@ def _decay(tensors: Mapping[str, torch.Tensor], per_head: str, per_token: str) -
     return "lit", None
 
 
+def _mask_option(path: Path, options: ReadOptions) -> str | None:
+    """--mask as a variant key, or None when not given."""
+    if options.mask is None:
+        return None
+    try:
+        return get_variant(options.mask).key
+    except ValueError as error:
+        raise CheckpointError(f"{path}: --mask: {_one_line(error)}") from None
+
+
 def _preset_heads(path: Path, kind: str, dim: int, depth: int, mask: str, options: ReadOptions,
                   file_heads: int | None) -> tuple[int, str]:
     """(heads, the preset's name or "custom (sizes)"): --heads, else the decay's shape, else the preset (--preset,
@@ -233,7 +243,7 @@ def _vision_config(path: Path, tensors: Mapping[str, torch.Tensor], args: Mappin
     if classes == 0:
         raise CheckpointError(f"{path}: has no classification head (head.weight); only classifiers are supported")
     mask, file_heads = _decay(tensors, "blocks.0.attn.a_i", "blocks.0.attn.a_i")
-    mask = get_variant(options.mask).key if options.mask is not None else mask
+    mask = _mask_option(path, options) or mask
     natural = options.natural if options.natural is not None else any(k.startswith("blocks.0.attn.a2_i")
                                                                        for k in tensors)
     heads, preset = _preset_heads(path, "vision", dim, depth, mask, options, file_heads)
@@ -271,7 +281,7 @@ def _text_config(path: Path, tensors: Mapping[str, torch.Tensor], options: ReadO
     vocab, dim = ours["token_embed.weight"].shape
     depth = _depth(path, ours)
     mask, file_heads = _decay(ours, "blocks.0.attn.ai", "blocks.0.attn.Wa_i")
-    mask = get_variant(options.mask).key if options.mask is not None else mask
+    mask = _mask_option(path, options) or mask
     heads, preset = _preset_heads(path, "text", dim, depth, mask, options, file_heads)
     pos_embed = "pos_embed.weight" in ours
     positions = tensors.get("bert.embeddings.position_ids")
