@@ -35,4 +35,13 @@ def register(trt_module: ModuleType) -> None:
     register_selective_scan(trt_module)
 
 
-__all__ = ["PLUGIN_NAME", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "register"]
+def register_aot(trt_module: ModuleType) -> None:
+    """Register the AOT `lion::SelectiveScan` plugin (standard TensorRT >= 10.9 only: `tensorrt.plugin`), so that
+    engines built in this process embed the kernel's PTX and run without Python. Idempotent; RuntimeError naming
+    what is missing on any other TensorRT (TensorRT-RTX included), or when `register` already ran here."""
+    from .selective_scan_aot import register_selective_scan_aot
+
+    register_selective_scan_aot(trt_module)
+
+
+__all__ = ["PLUGIN_NAME", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "register", "register_aot"]

@@ -197,7 +197,8 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
             layout, _ = workspace_layout(batch, heads, length, dk, dv)
             scratch = {name: device_tensor(workspace + offset, shape, torch.float32)
                        for name, (offset, shape) in layout.items()}
-            with torch.cuda.stream(torch.cuda.ExternalStream(stream, device=y.device)):
+            # Triton launches on torch's current device and stream: make them TensorRT's
+            with torch.cuda.device(y.device), torch.cuda.stream(torch.cuda.ExternalStream(stream, device=y.device)):
                 launch_scan(q, k, v, a, y, scratch["num_scratch"], scratch["den_scratch"],
                             normalize=self.fields.normalize, eps=self.fields.eps)
 
@@ -217,6 +218,11 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
     return SelectiveScanPlugin, SelectiveScanCreator
 
 
+def is_registered(trt: ModuleType) -> bool:
+    """Whether `register_selective_scan(trt)` has run in this process."""
+    return trt.__name__ in _creators
+
+
 def register_selective_scan(trt: ModuleType) -> None:
     """Register the creator once per TensorRT module (see lion_export.plugins.register)."""
     with _lock:
@@ -229,5 +235,5 @@ def register_selective_scan(trt: ModuleType) -> None:
         _creators[trt.__name__] = creator
 
 
-__all__ = ["ScanFields", "field_names", "plugin_classes",
+__all__ = ["ScanFields", "field_names", "is_registered", "plugin_classes",
            "register_selective_scan", "supports_combination", "value_types", "workspace_layout"]
