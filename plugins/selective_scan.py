@@ -21,11 +21,13 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
 # the node's inputs and attribute defaults (a node without an attribute gets the local function's default; the
 # parser only warns), from the one definition of the node
 from ..export.selective_scan import DEFAULT_EPS, DEFAULT_NORMALIZE, INPUTS
 from . import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
 #: TensorRT DataType names q, k, v and y may take, in preference order; bf16 only where the module defines it
 VALUE_TYPES = ("FLOAT", "HALF", "BF16")
 #: scratch buffers start at this alignment inside the workspace (what cudaMalloc guarantees)
@@ -101,6 +103,19 @@ def workspace_layout(batch: int, heads: int, length: int, dk: int, dv: int) -> t
         layout[name] = (offset, shape)
         offset += -(-math.prod(shape) * 4 // WORKSPACE_ALIGNMENT) * WORKSPACE_ALIGNMENT
     return layout, offset
+
+
+def scan_into(fields: ScanFields, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
+              y: torch.Tensor, workspace: torch.Tensor) -> None:
+    """What enqueue does once TensorRT's buffers are tensors: the scratch buffers are views into `workspace` (bytes,
+    at least `workspace_layout`'s total) and the scan kernel writes y, on the current stream."""
+    from ..kernels.scan import launch_scan
+
+    layout, _ = workspace_layout(*q.shape, v.shape[3])
+    scratch = {name: workspace[offset:offset + math.prod(shape) * 4].view(torch.float32).view(shape)
+               for name, (offset, shape) in layout.items()}
+    launch_scan(q, k, v, log_decay, y, scratch["num_scratch"], scratch["den_scratch"], normalize=fields.normalize,
+                eps=fields.eps)
 
 
 def _check_ranks(ranks: list[int]) -> None:
@@ -182,25 +197,17 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
         def enqueue(self, input_desc: list[Any], output_desc: list[Any], inputs: list[int], outputs: list[int],
                     workspace: int, stream: int) -> None:
             """Launch the Triton scan kernel on TensorRT's stream, in TensorRT's buffers (runs on a GPU only)."""
-            import torch
-
-            from ..kernels.scan import launch_scan
             from .device_buffers import device_tensor, torch_dtype
 
-            batch, heads, length, dk = (int(d) for d in input_desc[0].dims)
-            dv = int(input_desc[2].dims[3])
-            if batch * heads * length * dv == 0:
+            if math.prod(input_desc[2].dims) == 0:
                 return
             q, k, v, a = (device_tensor(pointer, desc.dims, torch_dtype(desc.type))
                           for pointer, desc in zip(inputs, input_desc))
             y = device_tensor(outputs[0], output_desc[0].dims, torch_dtype(output_desc[0].type))
-            layout, _ = workspace_layout(batch, heads, length, dk, dv)
-            scratch = {name: device_tensor(workspace + offset, shape, torch.float32)
-                       for name, (offset, shape) in layout.items()}
+            scratch_bytes = workspace_layout(*q.shape, v.shape[3])[1]
             # Triton launches on torch's current device and stream: make them TensorRT's
             with torch.cuda.device(y.device), torch.cuda.stream(torch.cuda.ExternalStream(stream, device=y.device)):
-                launch_scan(q, k, v, a, y, scratch["num_scratch"], scratch["den_scratch"],
-                            normalize=self.fields.normalize, eps=self.fields.eps)
+                scan_into(self.fields, q, k, v, a, y, device_tensor(workspace, (scratch_bytes,), torch.uint8))
 
     class SelectiveScanCreator(trt.IPluginCreatorV3One):
         """Makes the plugin from a node's attributes (build) or an engine's serialized fields (runtime)."""
@@ -236,4 +243,4 @@ def register_selective_scan(trt: ModuleType) -> None:
 
 
 __all__ = ["ScanFields", "field_names", "is_registered", "plugin_classes",
-           "register_selective_scan", "supports_combination", "value_types", "workspace_layout"]
+           "register_selective_scan", "scan_into", "supports_combination", "value_types", "workspace_layout"]

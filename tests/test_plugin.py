@@ -147,6 +147,29 @@ def test_configure_refuses_head_dims_the_kernel_cannot_take(trt, creator):
         plugin.configure_plugin(inputs, [_desc(trt, trt.DataType.FLOAT, dims)])
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_scan_into_a_workspace_of_the_plugins_size_matches_the_reference(trt, creator, normalize):
+    """enqueue's work once TensorRT's pointers are tensors (here CPU tensors under the Triton interpreter): the
+    scratch carved out of exactly get_workspace_size bytes, y against the float64 reference."""
+    from reference import reference_attention
+
+    from lion_export.plugins.selective_scan import scan_into
+
+    torch.manual_seed(1)
+    batch, heads, length, dk, dv = 2, 2, 9, 8, 40                    # dv 40: two dv tiles
+    q, k = (torch.randn(batch, heads, length, dk).sigmoid() for _ in range(2))
+    v = torch.randn(batch, heads, length, dv)
+    a = -torch.rand(batch, heads, length)
+    y = torch.full_like(v, float("nan"))
+    plugin = creator.create_plugin("scan", _fields(trt, int(normalize), 1e-6), trt.TensorRTPhase.RUNTIME)
+    descs = [_desc(trt, trt.DataType.FLOAT, x.shape) for x in (q, k, v, a)]
+    workspace = torch.empty(plugin.get_workspace_size(descs, [_desc(trt, trt.DataType.FLOAT, y.shape)]),
+                            dtype=torch.uint8)
+    scan_into(plugin.fields, q, k, v, a, y, workspace)
+    expected = reference_attention(*(x.double() for x in (q, k, v, a)), normalize=normalize, eps=1e-6)
+    assert (y.double() - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # real exports through TensorRT-RTX's ONNX parser and builder
 
