@@ -18,13 +18,19 @@ without TensorRT.
 """
 # No `from __future__ import annotations` here: tensorrt.plugin validates the decorated functions' annotations as
 # objects (inspect.signature), so they must not be strings.
+import hashlib
+import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..kernels.aot import KernelConfig, ProblemShape
+import numpy as np
+
+from ..kernels.aot import KernelConfig, ProblemShape, dv_tiles
 from ..kernels.aot_compile import CompiledKernel, compile_kernels
 from ..kernels.targets import TARGETS
 from . import PLUGIN_NAME, PLUGIN_NAMESPACE
@@ -41,6 +47,7 @@ OUTPUTS = ("y", "num_scratch", "den_scratch")
 
 _lock = threading.Lock()
 _registered: set[str] = set()
+_bundles: list[Path] = []           # kernel bundles aot_impl looks in before compiling
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,50 @@ def scan_launch(kernel: CompiledKernel) -> ScanLaunch:
                       shared_mem=launch.shared_mem)
 
 
+def _same_eps(a: float, b: float) -> bool:
+    """eps reaches the plugin as a float32 node attribute: compare at that precision."""
+    return bool(np.float32(a) == np.float32(b))
+
+
+def bundled_scan(bundle: Path, config: KernelConfig, target: str) -> ScanLaunch | None:
+    """The scan kernel for `config` and `target` from a kernel bundle (`lion-export compile-kernels --out DIR`:
+    manifest.json + PTX, kernels/aot_bundle.py), or None when the bundle was made for another target or config.
+    ValueError when the bundle matches but cannot be used as is (a damaged PTX file, another calling convention)."""
+    from ..kernels.aot_bundle import FORMAT, MANIFEST
+
+    manifest = json.loads((Path(bundle) / MANIFEST).read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{bundle}: not a {FORMAT} kernel bundle (format {manifest.get('format')!r})")
+    made = manifest["config"]
+    if manifest["target"]["name"] != target or (made["dtype"], made["head_dim"], made["head_dim_v"] or
+                                                 made["head_dim"], bool(made["normalize"])) != \
+            (config.dtype, config.dk, config.dv, config.normalize) or not _same_eps(made["eps"], config.eps):
+        return None
+    kernel = next((k for k in manifest["kernels"] if k["name"] == SCAN_KERNEL), None)
+    if kernel is None:
+        return None
+    roles = [arg["role"] for arg in kernel["arguments"]]
+    if roles != ["input"] * 4 + ["scalar"] + ["output"] * len(OUTPUTS) or kernel["hidden_params"] or \
+            kernel["launch"]["grid"][0] != "B * H" or kernel["launch"]["shared_mem_opt_in"]:
+        raise ValueError(f"{bundle}: {SCAN_KERNEL} does not follow TensorRT's AOT calling convention "
+                         f"(arguments {roles}, hidden {kernel['hidden_params']}, grid {kernel['launch']['grid']})")
+    ptx = (Path(bundle) / kernel["ptx"]).read_text()
+    if hashlib.sha256(ptx.encode()).hexdigest() != kernel["ptx_sha256"]:
+        raise ValueError(f"{bundle}: {kernel['ptx']} does not match the manifest's sha256")
+    constexprs = kernel["constexprs"]
+    return ScanLaunch(entry=kernel["entry"], ptx=ptx, grid_y=dv_tiles(constexprs["DV"], constexprs["BLOCK_DV"]),
+                      block_x=kernel["launch"]["block"][0], shared_mem=kernel["launch"]["shared_mem_bytes"])
+
+
+def scan_for(config: KernelConfig, target: str, bundles: Sequence[Path] = ()) -> ScanLaunch:
+    """What aot_impl returns for one node: the first bundle's kernel that matches, else one compiled now."""
+    for bundle in bundles:
+        found = bundled_scan(bundle, config, target)
+        if found is not None:
+            return found
+    return scan_launch(compiled_scan(config, target))
+
+
 def _constant(dim: Any, what: str) -> int:
     """A head dim from a shape expression: it must be a build-time constant here (it is baked into the PTX)."""
     if dim.is_fake or not dim.is_constant:
@@ -151,7 +202,7 @@ def _define(trtp: ModuleType, trt: ModuleType) -> None:
                            ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
         config = kernel_config(q.dtype.name, _constant(q.shape_expr[3], "dk"), _constant(v.shape_expr[3], "dv"),
                                bool(normalize), eps)
-        launch = scan_launch(compiled_scan(config, aot_target(_current_capability())))
+        launch = scan_for(config, aot_target(_current_capability()), tuple(_bundles))
         params = trtp.KernelLaunchParams()
         params.grid_x = q.shape_expr[0] * q.shape_expr[1]
         params.grid_y = launch.grid_y
@@ -162,12 +213,13 @@ def _define(trtp: ModuleType, trt: ModuleType) -> None:
         return launch.entry, launch.ptx, params, scalars
 
 
-def register_selective_scan_aot(trt: ModuleType) -> None:
+def register_selective_scan_aot(trt: ModuleType, bundles: Sequence[Path] = ()) -> None:
     """Register the AOT plugin with standard TensorRT's decorator API (see lion_export.plugins.register_aot)."""
     reason = aot_unavailable_reason(trt)
     if reason:
         raise RuntimeError(reason)
     with _lock:
+        _bundles.extend(Path(b) for b in bundles if Path(b) not in _bundles)
         if trt.__name__ in _registered:
             return
         if is_registered(trt):
@@ -180,4 +232,5 @@ def register_selective_scan_aot(trt: ModuleType) -> None:
 
 
 __all__ = ["MIN_TENSORRT", "OUTPUTS", "SCAN_KERNEL", "ScanLaunch", "aot_target", "aot_unavailable_reason",
-           "compiled_scan", "kernel_config", "register_selective_scan_aot", "scan_launch", "tensorrt_version"]
+           "bundled_scan", "compiled_scan", "kernel_config", "register_selective_scan_aot", "scan_for", "scan_launch",
+           "tensorrt_version"]

@@ -3,8 +3,11 @@ target and launch rule its aot_impl returns, checked here as plain functions aga
 registration and engine build themselves need standard TensorRT (not installable on CI) and skip without it."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import shutil
 
+import numpy as np
 import pytest
 
 from lion_export import plugins
@@ -84,3 +87,44 @@ def test_register_aot_defines_the_decorator_plugin_once():
     assert hasattr(trtp.op.lion, "SelectiveScan")
     with pytest.raises(RuntimeError, match="only one"):
         plugins.register(tensorrt)
+
+
+@pytest.fixture(scope="module")
+def scan_bundle(tmp_path_factory):
+    """A kernel bundle as `lion-export compile-kernels` writes it, holding the scan kernel for one config."""
+    from lion_export.kernels.aot_bundle import write_kernel_bundle
+    from lion_export.kernels.aot_compile import compile_kernels
+
+    config = aot.kernel_config("FLOAT", 16, 16, False, 2e-6)
+    directory = tmp_path_factory.mktemp("bundle")
+    kernels = compile_kernels("sm_86", config, only=(aot.SCAN_KERNEL,))
+    write_kernel_bundle(directory, kernels, config)
+    return directory, config, kernels[0]
+
+
+def test_a_matching_bundle_gives_its_ptx_without_compiling(scan_bundle):
+    directory, config, kernel = scan_bundle
+    found = aot.bundled_scan(directory, config, "sm_86")
+    assert found == aot.scan_launch(kernel)
+    # the node's eps arrives as float32: the bundle's 2e-6 still matches
+    float32_eps = aot.kernel_config("FLOAT", 16, 16, False, float(np.float32(2e-6)))
+    assert aot.bundled_scan(directory, float32_eps, "sm_86") == found
+    misses = aot.compiled_scan.cache_info().misses
+    assert aot.scan_for(float32_eps, "sm_86", [directory]) == found
+    assert aot.compiled_scan.cache_info().misses == misses
+
+
+@pytest.mark.parametrize("change", [{"eps": 1e-6}, {"normalize": True}, {"head_dim_v": 32}, {"dtype": "fp16"}])
+def test_a_bundle_for_another_config_or_target_is_passed_over(scan_bundle, change):
+    directory, config, _ = scan_bundle
+    assert aot.bundled_scan(directory, dataclasses.replace(config, **change), "sm_86") is None
+    assert aot.bundled_scan(directory, config, "sm_87") is None
+
+
+def test_a_damaged_bundle_is_refused(scan_bundle, tmp_path):
+    directory, config, kernel = scan_bundle
+    damaged = tmp_path / "damaged"
+    shutil.copytree(directory, damaged)
+    (damaged / f"{aot.SCAN_KERNEL}.ptx").write_text(kernel.ptx.replace(".entry", ".entry ", 1))
+    with pytest.raises(ValueError, match="sha256"):
+        aot.bundled_scan(damaged, config, "sm_86")
