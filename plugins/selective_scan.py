@@ -62,17 +62,23 @@ class ScanFields:
         return cls(normalize=bool(int(normalize[0])), eps=float(eps[0]))
 
     def plugin_fields(self, trt: ModuleType) -> Any:
-        """As a PluginFieldCollection: int32 normalize, float32 eps (the types the parser gives the attributes)."""
-        return trt.PluginFieldCollection([
-            trt.PluginField("normalize", np.array([int(self.normalize)], dtype=np.int32), trt.PluginFieldType.INT32),
-            trt.PluginField("eps", np.array([self.eps], dtype=np.float32), trt.PluginFieldType.FLOAT32)])
+        """As a PluginFieldCollection, typed as the parser types the node's attributes."""
+        return _field_collection(trt, {"normalize": [int(self.normalize)], "eps": [self.eps]})
+
+
+#: field name -> (numpy type, TensorRT PluginFieldType name): the parser gives INT as int32 and FLOAT as float32
+_FIELD_TYPES = {"normalize": (np.int32, "INT32"), "eps": (np.float32, "FLOAT32")}
+
+
+def _field_collection(trt: ModuleType, values: dict[str, list]) -> Any:
+    return trt.PluginFieldCollection([
+        trt.PluginField(name, np.array(values[name], dtype=dtype), getattr(trt.PluginFieldType, kind))
+        for name, (dtype, kind) in _FIELD_TYPES.items()])
 
 
 def field_names(trt: ModuleType) -> Any:
     """The creator's field list: the only node attributes the parser passes on."""
-    return trt.PluginFieldCollection([
-        trt.PluginField("normalize", np.array([], dtype=np.int32), trt.PluginFieldType.INT32),
-        trt.PluginField("eps", np.array([], dtype=np.float32), trt.PluginFieldType.FLOAT32)])
+    return _field_collection(trt, {name: [] for name in _FIELD_TYPES})
 
 
 def value_types(trt: ModuleType) -> tuple[Any, ...]:
@@ -118,11 +124,31 @@ def scan_into(fields: ScanFields, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
                 eps=fields.eps)
 
 
+_EXPECTED = "q, k (B, H, L, dk), v (B, H, L, dv), log_decay (B, H, L)"
+
+
 def _check_ranks(ranks: list[int]) -> None:
-    if len(ranks) != len(INPUTS) or ranks != [4, 4, 4, 3]:
+    if ranks != [4, 4, 4, 3]:
         got = ", ".join(f"rank {r}" for r in ranks)
-        raise ValueError(f"SelectiveScan takes q, k (B, H, L, dk), v (B, H, L, dv), log_decay (B, H, L); got "
-                         f"{len(ranks)} inputs ({got})")
+        raise ValueError(f"SelectiveScan takes {_EXPECTED}; got {len(ranks)} inputs ({got})")
+
+
+def check_shapes(shapes: list[tuple[int, ...]]) -> None:
+    """The kernel indexes every tensor from (B, H, L, dk, dv) alone: refuse shapes that disagree (ValueError),
+    and head dims it does not take. -1 (a dimension not known yet) matches anything."""
+    from ..kernels.aot import ProblemShape
+    from ..kernels.scan import scratch_shapes
+
+    _check_ranks([len(shape) for shape in shapes])
+    q, k, v, a = shapes
+
+    def agree(x: tuple[int, ...], y: tuple[int, ...]) -> bool:
+        return all(i == j or -1 in (i, j) for i, j in zip(x, y))
+
+    if not (agree(q, k) and agree(q[:3], v[:3]) and agree(q[:3], a)):
+        raise ValueError(f"SelectiveScan takes {_EXPECTED}; got {', '.join(str(tuple(s)) for s in shapes)}")
+    if q[3] != -1 and v[3] != -1:
+        scratch_shapes(ProblemShape(1, 1, 1, q[3], v[3]))      # refuses head dims the kernel does not support
 
 
 @cache
@@ -167,12 +193,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
             return supports_combination(trt, pos, [d.desc.type for d in known], [d.desc.format for d in known])
 
         def configure_plugin(self, inputs: list[Any], outputs: list[Any]) -> None:
-            _check_ranks([len(d.desc.dims) for d in inputs])
-            from ..kernels.aot import ProblemShape
-            from ..kernels.scan import scratch_shapes
-
-            dk, dv = inputs[0].max[3], inputs[2].max[3]
-            scratch_shapes(ProblemShape(1, 1, 1, dk, dv))   # refuses head dims the kernel does not support
+            check_shapes([tuple(d.max) for d in inputs])
 
         def get_workspace_size(self, inputs: list[Any], outputs: list[Any]) -> int:
             batch, heads, length, dk = (int(d) for d in inputs[0].max)
@@ -183,7 +204,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
 
         # -- runtime
         def on_shape_change(self, inputs: list[Any], outputs: list[Any]) -> None:
-            _check_ranks([len(d.dims) for d in inputs])
+            check_shapes([tuple(d.dims) for d in inputs])
 
         def set_tactic(self, tactic: int) -> None:
             """One implementation, so any tactic TensorRT settles on is it."""
@@ -242,5 +263,5 @@ def register_selective_scan(trt: ModuleType) -> None:
         _creators[trt.__name__] = creator
 
 
-__all__ = ["ScanFields", "field_names", "is_registered", "plugin_classes",
+__all__ = ["ScanFields", "check_shapes", "field_names", "is_registered", "plugin_classes",
            "register_selective_scan", "scan_into", "supports_combination", "value_types", "workspace_layout"]
