@@ -50,6 +50,9 @@ def main(path: str, build: bool) -> dict:
         config.add_optimization_profile(_profile(builder, network))
         engine = builder.build_serialized_network(network, config)
         result["engine_bytes"] = None if engine is None else engine.nbytes
+        # the engine names each plugin and holds its serialized fields (what a runtime hands back to the creator)
+        blob = b"" if engine is None else bytes(engine)
+        result["engine_mentions"] = {word: blob.count(word.encode()) for word in ("V3ONE", "normalize", "eps")}
     return result
 
 

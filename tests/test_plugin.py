@@ -216,6 +216,7 @@ def test_parser_binds_one_plugin_per_mixer_and_the_engine_builds(recurrent_expor
         assert [t for t, _ in bound["inputs"]] == [value, value, value, "FLOAT"]
         assert bound["output"] == [value, bound["inputs"][2][1]]           # shaped and typed like v
     assert result["engine_bytes"] > 0
+    assert all(count >= TEXT["depth"] for count in result["engine_mentions"].values()), result["engine_mentions"]
 
 
 def test_a_node_with_wrong_inputs_fails_the_parse_with_the_plugins_message(recurrent_exports):
