@@ -46,14 +46,19 @@ def test_train_export_and_same_predictions(tmp_path):
 
 
 @pytest.mark.skipif(not BUNDLED.is_file(), reason="examples/lion_s_digits.pt is not in this checkout")
-def test_bundled_checkpoint_reaches_95_percent(tmp_path):
-    done = run_digits("--checkpoint", str(BUNDLED), "--out", str(tmp_path))
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = accuracy_rows(done.stdout)
-    assert set(rows) == {"chunked", "recurrent"}
-    for eager, ort, differing in rows.values():
-        assert eager >= 95.0 and eager == ort and differing == 0
-    assert not (tmp_path / "digits.pt").exists()                    # nothing trained, nothing saved
+def test_bundled_checkpoint_reaches_95_percent():
+    """The README's first command exports this file; its eager accuracy on the fixed test split (the export's
+    equality with eager is what the test above proves, on a model trained here)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import digits
+
+    from lion_export import load_checkpoint
+
+    data = digits.load_data()
+    model = load_checkpoint(BUNDLED)
+    accuracy = (digits.eager_predictions(model, data.test_x) == data.test_y).mean()
+    assert len(data.test_y) == 360 and accuracy >= 0.95
+    assert BUNDLED.stat().st_size < 400_000
 
 
 @pytest.mark.parametrize("args,message", [
