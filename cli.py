@@ -445,8 +445,8 @@ def _csv_option(text: str) -> tuple[str, ...]:
 @_checkpoint_options
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def bench_command(checkpoint: Path, modes: str, backends: str, seq_lens: str, batch: str, dtype: str, threads: str,
-                  repeats: str, warmup: str, timeout_s: str, no_softmax: bool, out_dir: Path,
-                  config_path: Path | None, allow_pickle: bool, debug: bool) -> None:
+                  repeats: str, warmup: str, timeout_s: str, no_softmax: bool, out_dir: Path, reading: Any,
+                  debug: bool) -> None:
     """Latency and peak memory of CHECKPOINT's forms per backend vs sequence length: bench.json + bench.png.
 
     \b
@@ -464,8 +464,7 @@ def bench_command(checkpoint: Path, modes: str, backends: str, seq_lens: str, ba
                            dtype=dtype, threads=_positive_int("--threads", threads),
                            repeats=_positive_int("--repeats", repeats), warmup=warmup_runs,
                            point_timeout_s=float(_positive_int("--timeout", timeout_s)),
-                           softmax_baseline=not no_softmax, out=out_dir, allow_pickle=allow_pickle,
-                           config_path=config_path)
+                           softmax_baseline=not no_softmax, out=out_dir)
     start = time.perf_counter()
     bar = None
     if sys.stderr.isatty():
@@ -485,7 +484,8 @@ def bench_command(checkpoint: Path, modes: str, backends: str, seq_lens: str, ba
 
     try:
         request.check()
-        document = run_bench(request, progress)
+        model = _read_checkpoint(checkpoint, reading, quiet=False)
+        document = run_bench(request, progress, model=model)
     except (BenchError, ValueError, OSError) as exc:
         if debug:
             raise

@@ -29,7 +29,10 @@ class SoftmaxAttention(nn.Module):
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """grid (the patch grid, which LION's natural-order variants scan) does not matter to softmax attention:
+        it sees every pair of tokens whatever their order."""
         if self.convention == "vision":
             q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         else:

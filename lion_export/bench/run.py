@@ -54,8 +54,6 @@ class BenchRequest:
     budget_s: float = 10.0
     point_timeout_s: float = 600.0
     softmax_baseline: bool = True
-    allow_pickle: bool = False
-    config_path: Path | None = None
 
     def check(self) -> None:
         for name, values, valid in (("--modes", self.modes, MODES), ("--backends", self.backends, BACKENDS)):
@@ -198,24 +196,27 @@ Progress = Callable[[str, int, int], None]
 
 
 def run_bench(request: BenchRequest, progress: Progress | None = None,
-              graphs: dict[str, str | Path] | None = None) -> dict[str, Any]:
+              graphs: dict[str, str | Path] | None = None, model: Any = None) -> dict[str, Any]:
     """Run the benchmark; writes bench.json and bench.png into request.out and returns the JSON document.
 
+    model: the model of request.checkpoint when the caller has read it already (e.g. a public LION file, read
+    with options); otherwise the checkpoint is loaded with lion_export.load_checkpoint. The workers load a
+    lion-export copy of it saved in the temporary directory, so they never unpickle anything.
     progress(description, done, total) is called before each point and once at the end.
     graphs: already exported .onnx files to time instead of exporting again, keyed "lion_chunked",
     "lion_recurrent", "lion_parallel" or "softmax_parallel" (they must come from the same checkpoint).
     """
-    from ..checkpoint import CheckpointError, load_checkpoint
+    from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from .machine import describe_machine
     from .plot import plot_bench
 
     request.check()
     report = progress or (lambda _text, _done, _total: None)
-    try:
-        model = load_checkpoint(request.checkpoint, allow_pickle=request.allow_pickle,
-                                config_path=request.config_path)
-    except CheckpointError as error:
-        raise BenchError(str(error)) from None
+    if model is None:
+        try:
+            model = load_checkpoint(request.checkpoint)
+        except CheckpointError as error:
+            raise BenchError(str(error)) from None
     config = model.config
     request.out.mkdir(parents=True, exist_ok=True)
     plan = _plan(request)
@@ -225,6 +226,7 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
     started = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="lion-bench-"))
     try:
+        worker_checkpoint = save_checkpoint(model, folder / "model.pt")
         for series in plan:
             if series.backend == "tensorrt" and trt_absent:
                 series.skipped = trt_absent
@@ -249,9 +251,7 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
                             point.update(status="error", reason=series.skipped)
                             series.points.append(point)
                             continue
-                    spec = {"checkpoint": str(request.checkpoint), "allow_pickle": request.allow_pickle,
-                            "config_path": None if request.config_path is None else str(request.config_path),
-                            "series": series.model, "mode": series.mode, "backend": series.backend,
+                    spec = {"checkpoint": str(worker_checkpoint), "series": series.model, "mode": series.mode, "backend": series.backend,
                             "graph": series.graph, "inputs": describe_inputs(config, length, request.batch), "batch": request.batch,
                             "dtype": request.dtype, "threads": request.threads, "chunk_size": request.chunk_size,
                             "warmup": request.warmup, "repeats": request.repeats, "budget_s": request.budget_s}

@@ -58,7 +58,7 @@ def _load_model(spec: dict[str, Any]):
     from ..models import set_form
     from .baseline import softmax_twin
 
-    model = load_checkpoint(spec["checkpoint"], allow_pickle=spec["allow_pickle"], config_path=spec["config_path"])
+    model = load_checkpoint(spec["checkpoint"])          # the parent's lion-export copy: no pickles, no options
     if spec["series"] == "softmax":
         return softmax_twin(model)
     return set_form(model, spec["mode"], spec["chunk_size"])
