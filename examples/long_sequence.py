@@ -189,20 +189,31 @@ def train(model, name: str, args: argparse.Namespace, device: str) -> tuple[floa
     return time.perf_counter() - start, float(np.mean(recent))
 
 
-def onnx_accuracy(path: Path, length: int, args: argparse.Namespace) -> tuple[float, np.ndarray]:
-    """Accuracy of the exported graph on the fixed evaluation set at `length` (seeded by the length)."""
+def eval_set(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed evaluation set at `length` (seeded by the length, never a training batch)."""
+    return make_batch(np.random.default_rng(10_000 + length), size, length)
+
+
+def onnx_predictions(path: Path, ids: np.ndarray, threads: int) -> np.ndarray:
+    """The exported graph's predicted values for `ids`, 8 sequences per run."""
     from lion_export.verify import OnnxRuntimeRunner
 
-    rng = np.random.default_rng(10_000 + length)
-    ids, labels = make_batch(rng, args.eval_size, length)
     predictions = []
-    with OnnxRuntimeRunner(path, threads=args.threads) as runner:
+    with OnnxRuntimeRunner(path, threads=threads) as runner:
         for start in range(0, len(ids), 8):
             chunk = ids[start:start + 8]
             (logits,) = runner.infer({"input_ids": chunk, "attention_mask": np.ones_like(chunk)}).values()
             predictions.append(value_logits(logits).argmax(-1))
-    predictions = np.concatenate(predictions)
-    return float((predictions == labels).mean()), predictions
+    return np.concatenate(predictions)
+
+
+def eager_predictions(model, ids: np.ndarray) -> np.ndarray:
+    """The PyTorch model's predicted values for `ids` (in its current form), 8 sequences per call."""
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([value_logits(model(torch.from_numpy(ids[start:start + 8]))).argmax(-1).numpy()
+                               for start in range(0, len(ids), 8)])
 
 
 def plot(rows: list[dict], points: list[dict], path: Path, title: str) -> None:
@@ -277,16 +288,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for length in args.eval_lens:
-        row: dict = {"seq_len": length}
-        for name, path in graphs.items():
-            row[name], predictions = onnx_accuracy(path, length, args)
-            row[f"{name}_predictions"] = predictions
-        row["lion_forms_differ"] = int((row.pop("lion_chunked_predictions") != row.pop("lion_recurrent_predictions")).sum())
-        row.pop("softmax_predictions")
-        ok &= row["lion_forms_differ"] == 0
+        ids, labels = eval_set(length, args.eval_size)
+        predictions = {name: onnx_predictions(path, ids, args.threads) for name, path in graphs.items()}
+        row: dict = {"seq_len": length, **{name: float((p == labels).mean()) for name, p in predictions.items()}}
+        row["lion_forms_differ"] = int((predictions["lion_chunked"] != predictions["lion_recurrent"]).sum())
+        row["lion_eager_differs"] = int((predictions["lion_chunked"] != eager_predictions(lion, ids)).sum())
+        ok &= row["lion_forms_differ"] == 0 and row["lion_eager_differs"] == 0
         rows.append(row)
         print(f"accuracy at L = {length}: LION chunked {row['lion_chunked']:.1%}, recurrent {row['lion_recurrent']:.1%}, "
-              f"softmax {row['softmax']:.1%}", flush=True)
+              f"softmax {row['softmax']:.1%}; LION predictions differing: chunked vs recurrent "
+              f"{row['lion_forms_differ']}, eager vs onnxruntime {row['lion_eager_differs']}", flush=True)
 
     print(f"benchmarking onnxruntime at L = {', '.join(map(str, args.bench_lens))} (a fresh process per point)",
           flush=True)
@@ -327,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
          f"dim {args.dim}, depth {args.depth}, trained {args.steps} steps at L <= {args.train_len}")
     print(f"wrote {args.out / 'long_sequence.json'} and {args.out / 'long_sequence.png'}")
     if not ok:
-        print("FAILED: parity, or the chunked and recurrent exports disagree (see above)", file=sys.stderr)
+        print("FAILED: parity, or the LION predictions differ between the exports or from eager (see above)",
+              file=sys.stderr)
         return 1
     return 0
 
