@@ -36,6 +36,7 @@ from ..forms import FORMS
 from ..models import LionAttention, set_form
 from .metadata import export_metadata, set_metadata
 from .opsets import MIN_OPSET, resolve_opset
+from .block_stack import traced_with_repeated_blocks
 from .selective_scan import DOMAIN, OP_TYPE, attach_selective_scan_function, route_recurrent_to_selective_scan
 from .signature import GraphSignature, graph_signature
 
@@ -97,22 +98,28 @@ def _prepare(model: nn.Module, mode: str, chunk_size: int, dtype: str) -> nn.Mod
     return set_form(work, mode, chunk_size)
 
 
-def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path) -> onnx.ModelProto:
+def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path,
+           report: Progress) -> onnx.ModelProto:
     """Trace at TRACE_OPSET and return the graph, its weights left in an external data file in `staging`.
 
-    The weights never enter a ModelProto here: protobuf cannot hold a message of 2 GiB or more, so large
-    models would fail anywhere a proto is serialised (the opset converter, the checker).
+    Each distinct block is traced once and repeated in the graph (block_stack.py): the exporter's cost would
+    otherwise grow with the depth. The weights never enter a ModelProto here: protobuf cannot hold a message of
+    2 GiB or more, so large models would fail anywhere a proto is serialised (the opset converter, the checker).
     """
+    def export(module: nn.Module) -> torch.onnx.ONNXProgram:
+        return torch.onnx.export(module, signature.example_inputs, dynamo=True,
+                                 input_names=list(signature.input_names),
+                                 output_names=list(signature.output_names),
+                                 dynamic_shapes=signature.dynamic_shapes, opset_version=TRACE_OPSET,
+                                 optimize=False, verbose=False, report=False)
+
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_exporter())
         stack.enter_context(torch.no_grad())
         if mode == "recurrent":
             stack.enter_context(route_recurrent_to_selective_scan())
-        program = torch.onnx.export(model, signature.example_inputs, dynamo=True,
-                                    input_names=list(signature.input_names),
-                                    output_names=list(signature.output_names),
-                                    dynamic_shapes=signature.dynamic_shapes, opset_version=TRACE_OPSET,
-                                    optimize=True, verbose=False, report=False)
+        program = traced_with_repeated_blocks(model, export, report)
+        report("writing the traced graph")
         program.save(staging / _TRACED, external_data=True)
     return onnx.load(staging / _TRACED, load_external_data=False)
 
@@ -222,8 +229,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        report("tracing with torch.onnx")
-        proto = _trace(work, signature, mode, staging)
+        proto = _trace(work, signature, mode, staging, report)
         report(f"converting to opset {opset}" if opset != TRACE_OPSET else "finishing the graph")
         proto = _convert_opset(proto, opset)
         _finish_graph(proto, work, signature, mode)
