@@ -159,6 +159,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
 
     from lion_export.checkpoint import CheckpointError, load_checkpoint
     from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
+    from lion_export.progress import phases
 
     if mode not in MODES:
         _bad_input(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -174,11 +175,10 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     console = Console(stderr=True, quiet=quiet)
     try:
         target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
-        with console.status("loading the checkpoint") as status:
+        with phases(console, "loading the checkpoint") as step:
             model = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path)
             export_onnx(model, output, mode=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
-                        batch=batch_size, seq_len=length, checkpoint_path=checkpoint,
-                        progress=lambda step: status.update(step))
+                        batch=batch_size, seq_len=length, checkpoint_path=checkpoint, progress=step)
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         if debug:
             raise

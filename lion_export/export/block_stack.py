@@ -294,20 +294,17 @@ def traced_with_repeated_blocks(model: nn.Module, trace: Callable[[nn.Module], "
         traced_names = set(tensors)
     else:
         distinct = len(plan.representatives)
-        progress(f"tracing {distinct} of {len(stack)} blocks with torch.onnx (the other blocks repeat "
-                 f"{'it' if distinct == 1 else 'them'})")
+        progress(f"tracing with torch.onnx ({distinct} distinct of {len(stack)} blocks)")
         with reduced_model(model, plan) as reduced:
             program = trace(reduced)
             traced_names = set(_named_tensors(reduced))
     graph = program.model.graph
     weights = _weights_to_inputs(graph, traced_names)
-    progress("optimizing the graph")
+    progress("optimizing the graph" if plan is None else f"optimizing the graph, repeating it for {len(stack)} blocks")
     program.optimize()
     if plan is not None:
-        progress(f"repeating the blocks ({len(stack)})")
         _repeat(graph, plan, weights)
     _weights_to_initializers(graph, weights, tensors)
-    progress("folding the weights' transposes")
     _fold_weight_transforms(program.model)
     return program
 

@@ -119,7 +119,6 @@ def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path
         if mode == "recurrent":
             stack.enter_context(route_recurrent_to_selective_scan())
         program = traced_with_repeated_blocks(model, export, report)
-        report("writing the traced graph")
         program.save(staging / _TRACED, external_data=True)
     return onnx.load(staging / _TRACED, load_external_data=False)
 
@@ -223,9 +222,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     report = progress or (lambda _step: None)
     sha256 = None if checkpoint_path is None else checkpoint_sha256(checkpoint_path)
 
+    # the signature validates batch / seq_len: before the first progress report, so that bad input prints one line
+    signature = graph_signature(model, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
     report(f"preparing the {mode} form ({dtype})")
     work = _prepare(model, mode, chunk_size, dtype)
-    signature = graph_signature(work, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:

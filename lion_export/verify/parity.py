@@ -252,14 +252,11 @@ def _progress(cases: list[Case], show: bool):
     if not show:
         yield from cases
         return
-    from rich.progress import Progress
+    from rich.console import Console
 
-    with Progress(transient=True) as bar:
-        task = bar.add_task("verifying", total=len(cases))
-        for case in cases:
-            bar.update(task, description=f"verifying {case.label}")
-            yield case
-            bar.advance(task)
+    from ..progress import items
+
+    yield from items(Console(stderr=True), cases, len(cases), lambda case: f"verifying {case.label}")
 
 
 __all__ = ["verify_onnx", "default_seq_lens", "default_image_token_counts", "FLOAT64_BUDGET_BYTES"]
