@@ -25,6 +25,7 @@ A model without a stack is traced whole through the same steps.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -52,16 +53,26 @@ def block_stack(model: nn.Module) -> nn.ModuleList | None:
     return stack if isinstance(stack, nn.ModuleList) and len(stack) > 0 else None
 
 
+def _describe(value: object) -> object:
+    """A comparable stand-in for a module attribute or buffer: tensors by shape, dtype and content (a repr would
+    abbreviate large ones), everything else by repr."""
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        return "tensor", tuple(value.shape), str(value.dtype), hashlib.sha256(data).hexdigest()
+    return repr(value)
+
+
 def program_key(block: nn.Module) -> tuple:
     """Equal for two blocks whose traces are the same program: same module tree, types, plain attributes (form,
-    chunk size, variant, ...) and parameter / buffer names, shapes and dtypes; only the weights' values differ."""
+    chunk size, variant, ...), parameter names, shapes and dtypes, and buffers (by value too: a trace may bake a
+    buffer in as a constant); only the parameters' values may differ."""
     modules = tuple((name, type(module).__qualname__,
-                     tuple(sorted((key, repr(value)) for key, value in vars(module).items()
+                     tuple(sorted((key, _describe(value)) for key, value in vars(module).items()
                                   if not key.startswith("_"))))
                     for name, module in block.named_modules())
-    tensors = tuple((name, tuple(t.shape), t.dtype)
-                    for name, t in chain(block.named_parameters(), block.named_buffers()))
-    return modules, tensors
+    parameters = tuple((name, tuple(t.shape), t.dtype) for name, t in block.named_parameters())
+    buffers = tuple((name, _describe(t)) for name, t in block.named_buffers())
+    return modules, parameters, buffers
 
 
 @dataclass(frozen=True)
