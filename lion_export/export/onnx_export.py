@@ -2,7 +2,8 @@
 
 Pipeline: copy the model (the caller's is never modified), cast it to the export dtype and switch its mixers
 to the form -> trace with torch.onnx.export (dynamo) at opset 18 on example inputs, with dynamic batch /
-sequence axes -> convert to the target opset -> post-process (the `lion.SelectiveScan` function for the
+sequence axes, each distinct block once, its optimised nodes then repeated for every block with that block's
+weights (block_stack.py: the exporter's cost would otherwise grow with the depth) -> convert to the target opset -> post-process (the `lion.SelectiveScan` function for the
 recurrent form, readable output axis names, metadata) -> onnx.checker with full_check (strict shape
 inference) -> rename into place. All of it happens in a temp directory beside the target, with the weights in
 an external file until the end, so a failure leaves nothing and a > 2 GiB model never meets protobuf's limit.
