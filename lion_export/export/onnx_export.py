@@ -225,16 +225,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     report = progress or (lambda _step: None)
     sha256 = None if checkpoint_path is None else checkpoint_sha256(checkpoint_path)
 
-    # the signature validates batch / seq_len: before the first progress report, so that bad input prints one line
+    # bad input (batch / seq_len, an unwritable target) is found before the first progress report, so that it
+    # prints one line: the signature validates the example's sizes
     signature = graph_signature(model, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
-    report(f"preparing the {mode} form ({dtype})")
-    work = _prepare(model, mode, chunk_size, dtype)
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
     try:
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as error:        # e.g. /proc, a read-only mount that os.access does not see as such
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     try:
+        report(f"preparing the {mode} form ({dtype})")
+        work = _prepare(model, mode, chunk_size, dtype)
         proto = _trace(work, signature, mode, staging, report)
         report(f"converting to opset {opset}" if opset != TRACE_OPSET else "finishing the graph")
         proto = _convert_opset(proto, opset)
