@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 STANDARD_MODULE = "tensorrt"
 RTX_MODULE = "tensorrt_rtx_bindings"
@@ -132,6 +133,23 @@ def prepare_link_cache(library_dir: Path) -> Path:
     return cache
 
 
+def collecting_logger(trt: Any, verbose_log: Any) -> Any:
+    """A trt.ILogger keeping errors (for messages) and passing every line to `verbose_log` when given."""
+
+    class Collector(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
+                self.errors.append(" ".join(str(msg).split()))
+            if verbose_log is not None:
+                verbose_log(f"[{str(severity).rsplit('.', 1)[-1]}] {msg}")
+
+    return Collector()
+
+
 def register_plugin(backend: Backend) -> None:
     """Register `lion::SelectiveScan` with this TensorRT (idempotent): needed before parsing a recurrent export
     that should bind the plugin, and before deserializing an engine that holds it."""
@@ -142,5 +160,5 @@ def register_plugin(backend: Backend) -> None:
     plugins.register(backend.module)
 
 
-__all__ = ["Backend", "BackendError", "INSTALL_HINT", "load_backend", "ensure_rtx_parser_library",
+__all__ = ["Backend", "BackendError", "collecting_logger", "INSTALL_HINT", "load_backend", "ensure_rtx_parser_library",
            "prepare_link_cache", "link_cache_dir", "rtx_library_dir", "register_plugin"]

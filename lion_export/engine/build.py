@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_output, write_bytes_atomically
-from .backend import Backend, load_backend, register_plugin
+from .backend import Backend, collecting_logger, load_backend, register_plugin
 from .graph_file import LionGraph, load_lion_graph
 from .header import build_report_path
 from .profiles import InputProfile, ProfileOptions, input_profiles
@@ -57,23 +57,6 @@ def check_output_path(path: Path, option: str = "-o") -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path} cannot be created: {ancestor} is not a writable directory")
-
-
-def _logger(trt: Any, verbose_log: Any) -> Any:
-    """A trt.ILogger keeping errors (for messages) and passing every line to `verbose_log` when given."""
-
-    class Collector(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
-                self.errors.append(" ".join(str(msg).split()))
-            if verbose_log is not None:
-                verbose_log(f"[{str(severity).rsplit('.', 1)[-1]}] {msg}")
-
-    return Collector()
 
 
 def _parse(trt: Any, backend: Backend, graph: LionGraph, use_plugin: bool, logger: Any) -> tuple[Any, Any, Any]:
@@ -155,7 +138,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     else:
         targets, arch = [], ["the build machine's GPU"]
     trt = backend.module
-    logger = _logger(trt, options.verbose_log)
+    logger = collecting_logger(trt, options.verbose_log)
     started = time.perf_counter()
     try:
         builder, network, _parser = _parse(trt, backend, graph, options.use_plugin, logger)

@@ -64,8 +64,9 @@ def print_build_report(report: BuildReport, console) -> None:
     console.print("targets: " + ", ".join(report.arch))
     for line in profile_lines(report.profiles):
         console.print(escape(line))
-    layers = Table("layer type", "count", title=f"{report.network_layers} network layers, {report.plugin_layers} "
-                   f"plugin layers ({escape(report.plugin)})", title_justify="left")
+    console.print(f"{report.network_layers} network layers, {report.plugin_layers} plugin layers "
+                  f"(scan: {escape(report.plugin)})")
+    layers = Table("layer type", "count")
     for kind, count in report.layers_by_type.items():
         layers.add_row(escape(kind), str(count))
     console.print(layers)
