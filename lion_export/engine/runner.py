@@ -16,6 +16,7 @@ import numpy as np
 from ..verify.inputs import InputSpec, InputsError, check_feed
 from ..verify.runner import Runner
 from .header import EngineFileError, EngineHeader, read_engine_header
+from .targets import TARGETS
 
 NO_GPU = "needs a CUDA GPU to run a TensorRT engine; this machine has none"
 
@@ -36,13 +37,12 @@ def _torch_dtype(trt, data_type):
 
 
 def _check_machine(header: EngineHeader):
-    """The backend to run `header`'s engine with, or RunnerUnavailable naming what this machine lacks."""
+    """The backend to run `header`'s engine with, or RunnerUnavailable naming what this machine lacks: the
+    TensorRT that built it first (true with or without a GPU), then a CUDA GPU, then one among its targets."""
     import torch
 
     from .backend import BackendError, load_backend
 
-    if not torch.cuda.is_available():
-        raise RunnerUnavailable(NO_GPU)
     try:
         backend = load_backend()
     except BackendError as exc:
@@ -51,15 +51,16 @@ def _check_machine(header: EngineHeader):
     if backend.edition != header.edition or backend.version.split(".")[:3] != built_by:
         raise RunnerUnavailable(f"{header.path} was built by {header.edition} {header.version}; this machine has "
                                 f"{backend.describe()}: rebuild it here with `lion-export build`")
+    if not torch.cuda.is_available():
+        raise RunnerUnavailable(NO_GPU)
     if header.is_rtx:
         major, minor = torch.cuda.get_device_capability()
         here = f"sm_{major}{minor}"
         if here not in header.targets:
             raise RunnerUnavailable(f"{header.path} targets {', '.join(header.targets)}; this GPU "
                                     f"({torch.cuda.get_device_name()}) is {here}"
-                                    + (", which TensorRT-RTX does not target: use standard TensorRT"
-                                       if here in ("sm_87", "sm_90", "sm_100", "sm_103") else
-                                       f": rebuild with --arch {here}"))
+                                    + (f": rebuild with --arch {here}" if here in TARGETS else
+                                       ", which TensorRT-RTX does not target: use standard TensorRT"))
     return backend
 
 
