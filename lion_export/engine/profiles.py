@@ -81,14 +81,16 @@ def parse_image_sizes(text: str | None) -> tuple[AxisRange, AxisRange] | None:
     """--image-size `HxW` or `HxW,HxW,HxW` (min, opt, max) -> (height range, width range)."""
     if text is None:
         return None
+    usage = f"--image-size takes HxW or MINHxMINW,OPTHxOPTW,MAXHxMAXW, got {text!r}"
     sizes = []
     for part in text.split(","):
-        pieces = part.lower().split("x")
-        if len(pieces) != 2:
-            raise ProfileError(f"--image-size takes HxW or MINHxMINW,OPTHxOPTW,MAXHxMAXW, got {text!r}")
-        sizes.append(_ints("--image-size", text, pieces))
-    if len(sizes) not in (1, 3) or any(len(s) != 2 for s in sizes):
-        raise ProfileError(f"--image-size takes HxW or MINHxMINW,OPTHxOPTW,MAXHxMAXW, got {text!r}")
+        try:
+            height, width = (int(side) for side in part.lower().split("x"))
+        except ValueError:
+            raise ProfileError(usage) from None
+        sizes.append((height, width))
+    if len(sizes) not in (1, 3):
+        raise ProfileError(usage)
     return (_ordered("--image-size (height)", text, [s[0] for s in sizes]),
             _ordered("--image-size (width)", text, [s[1] for s in sizes]))
 
