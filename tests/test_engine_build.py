@@ -131,3 +131,19 @@ def test_default_build_targets_every_fp32_target_and_profiles_from_the_file(tmp_
     shown = CliRunner().invoke(main, ["inspect", str(engine)])
     assert shown.exit_code == 0
     assert "sm_120 (Blackwell" in shown.stdout and "build report: chunked fp16" in shown.stdout
+
+
+def test_one_command_export_verify_build(tmp_path):
+    """`lion-export model.pt --mode recurrent --engine`: export, parity check, then the engine beside the file."""
+    from engine_exports import model
+    from lion_export import save_checkpoint
+
+    checkpoint = save_checkpoint(model("text", "selective"), tmp_path / "model.pt")
+    result = CliRunner().invoke(main, [str(checkpoint), "--mode", "recurrent", "--seq-len", "16", "--engine",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].endswith("parity PASSED") and lines[1].startswith(f"wrote {tmp_path / 'model.engine'}")
+    report = json.loads((tmp_path / "model.build.json").read_text())
+    assert report["mode"] == "recurrent" and report["plugin_layers"] == report["mixers"] == 1
+    assert read_engine_header(tmp_path / "model.engine").targets == ["sm_80", "sm_86", "sm_89", "sm_120", "sm_121"]

@@ -150,12 +150,13 @@ def collecting_logger(trt: Any, verbose_log: Any) -> Any:
     return Collector()
 
 
-def register_plugin(backend: Backend) -> None:
+def register_plugin(backend: Backend, *, for_parsing: bool = True) -> None:
     """Register `lion::SelectiveScan` with this TensorRT (idempotent): needed before parsing a recurrent export
-    that should bind the plugin, and before deserializing an engine that holds it."""
+    that should bind the plugin (for_parsing: TensorRT-RTX's parser library link is made first), and before
+    deserializing an engine that holds it."""
     from lion_export import plugins
 
-    if backend.is_rtx:
+    if backend.is_rtx and for_parsing:
         ensure_rtx_parser_library()
     plugins.register(backend.module)
 

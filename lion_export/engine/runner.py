@@ -86,7 +86,7 @@ class TensorRTRunner(Runner):
         self.header = read_engine_header(self.engine_path)
         self.backend = _check_machine(self.header)
         trt = self.backend.module
-        register_plugin(self.backend)
+        register_plugin(self.backend, for_parsing=False)
         logger = collecting_logger(trt, None)
         runtime = trt.Runtime(logger)
         self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
