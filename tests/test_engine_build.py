@@ -99,13 +99,13 @@ def test_plugin_engine_is_smaller_and_has_fewer_layers_than_the_inlined_one(engi
 
 
 def test_build_command_prints_backend_targets_layers_and_writes_the_report(tmp_path):
-    onnx_path = exported("text", "lit", "chunked", "fp32")
+    onnx_path = exported("text", "lit", "recurrent", "fp16")
     engine, report_path = tmp_path / "out" / "m.engine", tmp_path / "r.json"
     result = CliRunner().invoke(main, ["build", str(onnx_path), "-o", str(engine), "--batch", "1,2,4",
                                        "--seq-len", "4,24,48", "--arch", "sm_89", "--report", str(report_path)])
     assert result.exit_code == 0, result.output + result.stderr
     assert "TensorRT-RTX 1." in result.stdout and "targets: sm_89" in result.stdout
-    assert "0 plugin layers" in result.stdout and "MATRIX_MULTIPLY" in result.stdout
+    assert "1 plugin layers (scan: lion::SelectiveScan v1)" in result.stdout and "PLUGIN_V3" in result.stdout
     assert "profile input_ids: min 1x4, opt 2x24, max 4x48" in result.stdout
     assert "Building engine" in result.stderr                         # a line per phase (not a terminal)
     report = json.loads(report_path.read_text())
@@ -120,7 +120,7 @@ def test_build_command_prints_backend_targets_layers_and_writes_the_report(tmp_p
 
 
 def test_default_build_targets_every_fp32_target_and_profiles_from_the_file(tmp_path):
-    onnx_path = exported("vision", "decay", "chunked", "fp16", pos_embed=False)
+    onnx_path = exported("vision", "decay", "recurrent", "fp32", pos_embed=False)
     engine = tmp_path / "v.engine"
     report = build_engine(onnx_path, engine, BuildOptions(
         profiles=ProfileOptions(batch=AxisRange(1, 1, 2))))
@@ -130,7 +130,7 @@ def test_default_build_targets_every_fp32_target_and_profiles_from_the_file(tmp_
     assert report.profiles["images"] == {"min": [1, 3, 8, 8], "opt": [1, 3, 32, 32], "max": [2, 3, 64, 64]}
     shown = CliRunner().invoke(main, ["inspect", str(engine)])
     assert shown.exit_code == 0
-    assert "sm_120 (Blackwell" in shown.stdout and "build report: chunked fp16" in shown.stdout
+    assert "sm_120 (Blackwell" in shown.stdout and "build report: recurrent fp32" in shown.stdout
 
 
 def test_one_command_export_verify_build(tmp_path):
