@@ -16,6 +16,9 @@ Nothing here imports TensorRT, torch or Triton at import time.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
 #: the ONNX node's op type (lion_export.export.selective_scan.OP_TYPE, which tests/test_plugin.py checks)
@@ -35,4 +38,15 @@ def register(trt_module: ModuleType) -> None:
     register_selective_scan(trt_module)
 
 
-__all__ = ["PLUGIN_NAME", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "register"]
+def register_aot(trt_module: ModuleType, kernel_bundles: Sequence[str | os.PathLike] = ()) -> None:
+    """Register the AOT `lion::SelectiveScan` plugin (standard TensorRT >= 10.9 only: `tensorrt.plugin`), so that
+    engines built in this process embed the kernel's PTX and run without Python. The PTX comes from the first of
+    `kernel_bundles` (`lion-export compile-kernels` folders) made for the build GPU and the node's type, head dims,
+    normalize and eps, else Triton compiles it during the build. Idempotent (later bundles are added); RuntimeError
+    naming what is missing on any other TensorRT (TensorRT-RTX included), or when `register` already ran here."""
+    from .selective_scan_aot import register_selective_scan_aot
+
+    register_selective_scan_aot(trt_module, [Path(b) for b in kernel_bundles])
+
+
+__all__ = ["PLUGIN_NAME", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "register", "register_aot"]

@@ -35,7 +35,7 @@ def device_tensor(pointer: int, shape: Sequence[int], dtype: torch.dtype) -> tor
     """A contiguous CUDA tensor viewing TensorRT's buffer at `pointer` (no copy; TensorRT keeps ownership)."""
     shape = tuple(int(d) for d in shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    raw = torch.as_tensor(_ForeignBuffer(pointer, nbytes), device="cuda")
+    raw = torch.as_tensor(_ForeignBuffer(pointer, nbytes))     # on the device that holds the pointer
     return raw.view(dtype).view(shape)
 
 

@@ -21,11 +21,13 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
 # the node's inputs and attribute defaults (a node without an attribute gets the local function's default; the
 # parser only warns), from the one definition of the node
 from ..export.selective_scan import DEFAULT_EPS, DEFAULT_NORMALIZE, INPUTS
 from . import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
 #: TensorRT DataType names q, k, v and y may take, in preference order; bf16 only where the module defines it
 VALUE_TYPES = ("FLOAT", "HALF", "BF16")
 #: scratch buffers start at this alignment inside the workspace (what cudaMalloc guarantees)
@@ -60,17 +62,23 @@ class ScanFields:
         return cls(normalize=bool(int(normalize[0])), eps=float(eps[0]))
 
     def plugin_fields(self, trt: ModuleType) -> Any:
-        """As a PluginFieldCollection: int32 normalize, float32 eps (the types the parser gives the attributes)."""
-        return trt.PluginFieldCollection([
-            trt.PluginField("normalize", np.array([int(self.normalize)], dtype=np.int32), trt.PluginFieldType.INT32),
-            trt.PluginField("eps", np.array([self.eps], dtype=np.float32), trt.PluginFieldType.FLOAT32)])
+        """As a PluginFieldCollection, typed as the parser types the node's attributes."""
+        return _field_collection(trt, {"normalize": [int(self.normalize)], "eps": [self.eps]})
+
+
+#: field name -> (numpy type, TensorRT PluginFieldType name): the parser gives INT as int32 and FLOAT as float32
+_FIELD_TYPES = {"normalize": (np.int32, "INT32"), "eps": (np.float32, "FLOAT32")}
+
+
+def _field_collection(trt: ModuleType, values: dict[str, list]) -> Any:
+    return trt.PluginFieldCollection([
+        trt.PluginField(name, np.array(values[name], dtype=dtype), getattr(trt.PluginFieldType, kind))
+        for name, (dtype, kind) in _FIELD_TYPES.items()])
 
 
 def field_names(trt: ModuleType) -> Any:
     """The creator's field list: the only node attributes the parser passes on."""
-    return trt.PluginFieldCollection([
-        trt.PluginField("normalize", np.array([], dtype=np.int32), trt.PluginFieldType.INT32),
-        trt.PluginField("eps", np.array([], dtype=np.float32), trt.PluginFieldType.FLOAT32)])
+    return _field_collection(trt, {name: [] for name in _FIELD_TYPES})
 
 
 def value_types(trt: ModuleType) -> tuple[Any, ...]:
@@ -103,11 +111,44 @@ def workspace_layout(batch: int, heads: int, length: int, dk: int, dv: int) -> t
     return layout, offset
 
 
+def scan_into(fields: ScanFields, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor,
+              y: torch.Tensor, workspace: torch.Tensor) -> None:
+    """What enqueue does once TensorRT's buffers are tensors: the scratch buffers are views into `workspace` (bytes,
+    at least `workspace_layout`'s total) and the scan kernel writes y, on the current stream."""
+    from ..kernels.scan import launch_scan
+
+    layout, _ = workspace_layout(*q.shape, v.shape[3])
+    scratch = {name: workspace[offset:offset + math.prod(shape) * 4].view(torch.float32).view(shape)
+               for name, (offset, shape) in layout.items()}
+    launch_scan(q, k, v, log_decay, y, scratch["num_scratch"], scratch["den_scratch"], normalize=fields.normalize,
+                eps=fields.eps)
+
+
+_EXPECTED = "q, k (B, H, L, dk), v (B, H, L, dv), log_decay (B, H, L)"
+
+
 def _check_ranks(ranks: list[int]) -> None:
-    if len(ranks) != len(INPUTS) or ranks != [4, 4, 4, 3]:
+    if ranks != [4, 4, 4, 3]:
         got = ", ".join(f"rank {r}" for r in ranks)
-        raise ValueError(f"SelectiveScan takes q, k (B, H, L, dk), v (B, H, L, dv), log_decay (B, H, L); got "
-                         f"{len(ranks)} inputs ({got})")
+        raise ValueError(f"SelectiveScan takes {_EXPECTED}; got {len(ranks)} inputs ({got})")
+
+
+def check_shapes(shapes: list[tuple[int, ...]]) -> None:
+    """The kernel indexes every tensor from (B, H, L, dk, dv) alone: refuse shapes that disagree (ValueError),
+    and head dims it does not take. -1 (a dimension not known yet) matches anything."""
+    from ..kernels.aot import ProblemShape
+    from ..kernels.scan import scratch_shapes
+
+    _check_ranks([len(shape) for shape in shapes])
+    q, k, v, a = shapes
+
+    def agree(x: tuple[int, ...], y: tuple[int, ...]) -> bool:
+        return all(i == j or -1 in (i, j) for i, j in zip(x, y))
+
+    if not (agree(q, k) and agree(q[:3], v[:3]) and agree(q[:3], a)):
+        raise ValueError(f"SelectiveScan takes {_EXPECTED}; got {', '.join(str(tuple(s)) for s in shapes)}")
+    if q[3] != -1 and v[3] != -1:
+        scratch_shapes(ProblemShape(1, 1, 1, q[3], v[3]))      # refuses head dims the kernel does not support
 
 
 @cache
@@ -152,12 +193,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
             return supports_combination(trt, pos, [d.desc.type for d in known], [d.desc.format for d in known])
 
         def configure_plugin(self, inputs: list[Any], outputs: list[Any]) -> None:
-            _check_ranks([len(d.desc.dims) for d in inputs])
-            from ..kernels.aot import ProblemShape
-            from ..kernels.scan import scratch_shapes
-
-            dk, dv = inputs[0].max[3], inputs[2].max[3]
-            scratch_shapes(ProblemShape(1, 1, 1, dk, dv))   # refuses head dims the kernel does not support
+            check_shapes([tuple(d.max) for d in inputs])
 
         def get_workspace_size(self, inputs: list[Any], outputs: list[Any]) -> int:
             batch, heads, length, dk = (int(d) for d in inputs[0].max)
@@ -168,7 +204,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
 
         # -- runtime
         def on_shape_change(self, inputs: list[Any], outputs: list[Any]) -> None:
-            _check_ranks([len(d.dims) for d in inputs])
+            check_shapes([tuple(d.dims) for d in inputs])
 
         def set_tactic(self, tactic: int) -> None:
             """One implementation, so any tactic TensorRT settles on is it."""
@@ -182,24 +218,17 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
         def enqueue(self, input_desc: list[Any], output_desc: list[Any], inputs: list[int], outputs: list[int],
                     workspace: int, stream: int) -> None:
             """Launch the Triton scan kernel on TensorRT's stream, in TensorRT's buffers (runs on a GPU only)."""
-            import torch
-
-            from ..kernels.scan import launch_scan
             from .device_buffers import device_tensor, torch_dtype
 
-            batch, heads, length, dk = (int(d) for d in input_desc[0].dims)
-            dv = int(input_desc[2].dims[3])
-            if batch * heads * length * dv == 0:
+            if math.prod(input_desc[2].dims) == 0:
                 return
             q, k, v, a = (device_tensor(pointer, desc.dims, torch_dtype(desc.type))
                           for pointer, desc in zip(inputs, input_desc))
             y = device_tensor(outputs[0], output_desc[0].dims, torch_dtype(output_desc[0].type))
-            layout, _ = workspace_layout(batch, heads, length, dk, dv)
-            scratch = {name: device_tensor(workspace + offset, shape, torch.float32)
-                       for name, (offset, shape) in layout.items()}
-            with torch.cuda.stream(torch.cuda.ExternalStream(stream, device=y.device)):
-                launch_scan(q, k, v, a, y, scratch["num_scratch"], scratch["den_scratch"],
-                            normalize=self.fields.normalize, eps=self.fields.eps)
+            scratch_bytes = workspace_layout(*q.shape, v.shape[3])[1]
+            # Triton launches on torch's current device and stream: make them TensorRT's
+            with torch.cuda.device(y.device), torch.cuda.stream(torch.cuda.ExternalStream(stream, device=y.device)):
+                scan_into(self.fields, q, k, v, a, y, device_tensor(workspace, (scratch_bytes,), torch.uint8))
 
     class SelectiveScanCreator(trt.IPluginCreatorV3One):
         """Makes the plugin from a node's attributes (build) or an engine's serialized fields (runtime)."""
@@ -217,6 +246,11 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
     return SelectiveScanPlugin, SelectiveScanCreator
 
 
+def is_registered(trt: ModuleType) -> bool:
+    """Whether `register_selective_scan(trt)` has run in this process."""
+    return trt.__name__ in _creators
+
+
 def register_selective_scan(trt: ModuleType) -> None:
     """Register the creator once per TensorRT module (see lion_export.plugins.register)."""
     with _lock:
@@ -229,5 +263,5 @@ def register_selective_scan(trt: ModuleType) -> None:
         _creators[trt.__name__] = creator
 
 
-__all__ = ["ScanFields", "field_names", "plugin_classes",
-           "register_selective_scan", "supports_combination", "value_types", "workspace_layout"]
+__all__ = ["ScanFields", "check_shapes", "field_names", "is_registered", "plugin_classes",
+           "register_selective_scan", "scan_into", "supports_combination", "value_types", "workspace_layout"]

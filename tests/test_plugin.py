@@ -139,12 +139,51 @@ def test_workspace_holds_both_scratch_buffers_at_the_profiles_max(trt, creator):
     assert plugin.get_workspace_size(inputs, outputs) == rounded(2 * 3 * 100 * 40 * 4) + rounded(2 * 3 * 2 * 100 * 4)
 
 
-def test_configure_refuses_head_dims_the_kernel_cannot_take(trt, creator):
+@pytest.mark.parametrize("shapes, message", [
+    ([(1, 1, 8, 300)] * 3 + [(1, 1, 8)], "head dims"),
+    ([(1, 2, 8, 16), (1, 2, 8, 32), (1, 2, 8, 16), (1, 2, 8)], "takes q, k"),      # k's dk differs
+    ([(1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 9, 16), (1, 2, 8)], "takes q, k"),      # v's L differs
+    ([(1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 8, 16), (1, 3, 8)], "takes q, k"),      # log_decay's H differs
+    ([(1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 8, 16), (1, 2, 8, 1)], "rank 4"),       # log_decay of rank 4
+])
+def test_configure_and_shape_change_refuse_shapes_the_kernel_cannot_take(trt, creator, shapes, message):
     plugin = creator.create_plugin("scan", _fields(trt, 1, 1e-6), trt.TensorRTPhase.BUILD)
-    dims = (1, 1, 8, 300)
-    inputs = [_desc(trt, trt.DataType.FLOAT, dims) for _ in range(3)] + [_desc(trt, trt.DataType.FLOAT, dims[:3])]
-    with pytest.raises(ValueError, match="head dims"):
-        plugin.configure_plugin(inputs, [_desc(trt, trt.DataType.FLOAT, dims)])
+    inputs = [_desc(trt, trt.DataType.FLOAT, shape) for shape in shapes]
+    outputs = [_desc(trt, trt.DataType.FLOAT, shapes[2])]
+    with pytest.raises(ValueError, match=message):
+        plugin.configure_plugin(inputs, outputs)
+    with pytest.raises(ValueError, match=message):
+        plugin.on_shape_change([d.desc for d in inputs], [d.desc for d in outputs])
+
+
+def test_unknown_dims_are_accepted_until_known(trt, creator):
+    plugin = creator.create_plugin("scan", _fields(trt, 1, 1e-6), trt.TensorRTPhase.BUILD)
+    inputs = [_desc(trt, trt.DataType.FLOAT, (-1, 2, -1, 16)) for _ in range(3)] + \
+        [_desc(trt, trt.DataType.FLOAT, (-1, 2, -1))]
+    plugin.on_shape_change([d.desc for d in inputs], [inputs[2].desc])
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_scan_into_a_workspace_of_the_plugins_size_matches_the_reference(trt, creator, normalize):
+    """enqueue's work once TensorRT's pointers are tensors (here CPU tensors under the Triton interpreter): the
+    scratch carved out of exactly get_workspace_size bytes, y against the float64 reference."""
+    from reference import reference_attention
+
+    from lion_export.plugins.selective_scan import scan_into
+
+    torch.manual_seed(1)
+    batch, heads, length, dk, dv = 2, 2, 9, 8, 40                    # dv 40: two dv tiles
+    q, k = (torch.randn(batch, heads, length, dk).sigmoid() for _ in range(2))
+    v = torch.randn(batch, heads, length, dv)
+    a = -torch.rand(batch, heads, length)
+    y = torch.full_like(v, float("nan"))
+    plugin = creator.create_plugin("scan", _fields(trt, int(normalize), 1e-6), trt.TensorRTPhase.RUNTIME)
+    descs = [_desc(trt, trt.DataType.FLOAT, x.shape) for x in (q, k, v, a)]
+    workspace = torch.empty(plugin.get_workspace_size(descs, [_desc(trt, trt.DataType.FLOAT, y.shape)]),
+                            dtype=torch.uint8)
+    scan_into(plugin.fields, q, k, v, a, y, workspace)
+    expected = reference_attention(*(x.double() for x in (q, k, v, a)), normalize=normalize, eps=1e-6)
+    assert (y.double() - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 # ---------------------------------------------------------------------------------------------------------------
