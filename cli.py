@@ -337,6 +337,10 @@ def _build_and_report(onnx_file: Path, engine_path: Path, options: Any, quiet: b
                                              "graph builds for: sm_80,sm_86,sm_89,sm_120,sm_121).")
 @click.option("--no-plugin", is_flag=True, help="Inline the SelectiveScan local function instead of binding the "
                                                 "lion::SelectiveScan plugin (for runtimes without the plugin).")
+@click.option("--aot", "aot", is_flag=True, help="Standard TensorRT >= 10.9: bind the AOT plugin, whose PTX the "
+                                                 "engine embeds, so it runs under trtexec / C++ without Python.")
+@click.option("--kernels", "kernel_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="With --aot: `compile-kernels` folders to take the PTX from (else compiled now).")
 @click.option("--workspace", metavar="MiB", help="Builder workspace limit in MiB (default: TensorRT's).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
               help="Read / update this timing cache (standard TensorRT; TensorRT-RTX has none).")
@@ -345,7 +349,8 @@ def _build_and_report(onnx_file: Path, engine_path: Path, options: Any, quiet: b
 @click.option("--quiet", is_flag=True, help="Print one line: the engine written.")
 @click.option("--debug", is_flag=True, help="Show TensorRT's log and tracebacks.")
 def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_len: str | None,
-                  image_size: str | None, arch: str | None, no_plugin: bool, workspace: str | None,
+                  image_size: str | None, arch: str | None, no_plugin: bool, aot: bool,
+                  kernel_dirs: tuple[Path, ...], workspace: str | None,
                   timing_cache: Path | None, report_path: Path | None, quiet: bool, debug: bool) -> None:
     """Build a TensorRT engine from a lion-export ONNX file (TensorRT-RTX builds without a GPU).
 
@@ -361,8 +366,10 @@ def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_l
                                   image_size=parse_image_sizes(image_size))
     except ProfileError as exc:
         _bad_input(_one_line(exc))
+    if kernel_dirs and not aot:
+        _bad_input("--kernels goes with --aot")
     options = BuildOptions(profiles=profiles, arch=arch, use_plugin=not no_plugin,
-                           workspace_mib=_positive_int("--workspace", workspace), timing_cache=timing_cache,
+                           aot_kernels=tuple(kernel_dirs) if aot else None, workspace_mib=_positive_int("--workspace", workspace), timing_cache=timing_cache,
                            report_path=report_path)
     _build_and_report(onnx_file, onnx_file.with_suffix(".engine") if output is None else output, options, quiet,
                       debug)

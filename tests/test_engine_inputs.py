@@ -112,6 +112,8 @@ def test_custom_node_with_wrong_inputs_is_refused_before_tensorrt(tmp_path, text
     (("--arch", "sm_90"), "unknown --arch 'sm_90'; TensorRT-RTX targets: sm_75, sm_80, sm_86, sm_89, sm_120, sm_121"),
     (("--arch", "sm_75"), "builds only fp16 graphs"),
     (("--workspace", "-1"), "--workspace must be a positive integer"),
+    (("--aot",), "--aot needs standard TensorRT >= 10.9 (module tensorrt)"),
+    (("--kernels", "."), "--kernels goes with --aot"),
 ])
 def test_bad_profiles_lengths_and_targets(tmp_path, text_chunked, args, message):
     _one_line_error(_run("build", text_chunked, "-o", tmp_path / "m.engine", *args), message)

@@ -25,6 +25,7 @@ from .report import BuildReport
 from .targets import TargetError, parse_targets
 
 PLUGIN_LABEL = "lion::SelectiveScan v1"
+AOT_LABEL = "lion::SelectiveScan v1 (AOT: PTX in the engine)"
 
 
 class BuildError(RuntimeError):
@@ -42,6 +43,8 @@ class BuildOptions:
     profiles: ProfileOptions = field(default_factory=ProfileOptions)
     arch: str | None = None                   # --arch list (TensorRT-RTX); None = every target that builds
     use_plugin: bool = True
+    aot_kernels: tuple[Path, ...] | None = None   # standard TensorRT: the AOT plugin (PTX in the engine), with these
+                                                  # compile-kernels bundles; None = the class-based plugin
     workspace_mib: int | None = None
     timing_cache: Path | None = None
     report_path: Path | None = None           # None = MODEL.build.json beside the engine
@@ -59,15 +62,24 @@ def check_output_path(path: Path, option: str = "-o") -> None:
         raise ValueError(f"{option} {path} cannot be created: {ancestor} is not a writable directory")
 
 
-def _parse(trt: Any, backend: Backend, graph: LionGraph, use_plugin: bool, logger: Any) -> tuple[Any, Any, Any]:
+def _parse(trt: Any, backend: Backend, graph: LionGraph, options: BuildOptions,
+           logger: Any) -> tuple[Any, Any, Any]:
     builder = trt.Builder(logger)
     flags = 0
     creation = getattr(trt, "NetworkDefinitionCreationFlag", None)
     if not backend.is_rtx and creation is not None and hasattr(creation, "STRONGLY_TYPED"):
         flags |= 1 << int(creation.STRONGLY_TYPED)  # TensorRT 10: opt-in; TensorRT 11 / RTX: always strongly typed
+    aot = graph.scan_nodes and options.use_plugin and options.aot_kernels is not None
+    if aot and hasattr(creation, "PREFER_AOT_PYTHON_PLUGINS"):
+        flags |= 1 << int(creation.PREFER_AOT_PYTHON_PLUGINS)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if graph.scan_nodes and use_plugin:
+    if aot:
+        from lion_export import plugins
+
+        plugins.register_aot(trt, options.aot_kernels)
+        ok = parser.parse_from_file(str(graph.path))
+    elif graph.scan_nodes and options.use_plugin:
         register_plugin(backend)
         ok = parser.parse_from_file(str(graph.path))
     elif graph.scan_nodes:
@@ -137,11 +149,15 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
                           "GPU only (drop --arch)")
     else:
         targets, arch = [], ["the build machine's GPU"]
+    if options.aot_kernels is not None and (backend.is_rtx or not options.use_plugin):
+        raise ValueError("--aot needs standard TensorRT >= 10.9 (module tensorrt) and the plugin; "
+                         f"{backend.describe()} runs the class-based plugin (drop --aot)" if backend.is_rtx else
+                         "--aot and --no-plugin contradict each other")
     trt = backend.module
     logger = collecting_logger(trt, options.verbose_log)
     started = time.perf_counter()
     try:
-        builder, network, _parser = _parse(trt, backend, graph, options.use_plugin, logger)
+        builder, network, _parser = _parse(trt, backend, graph, options, logger)
         parse_seconds = time.perf_counter() - started
         layers = _layer_counts(network)
         config, cache = _configure(trt, backend, builder, network, profiles, targets, options, display)
@@ -166,7 +182,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
             timing = str(options.timing_cache)
     plugin_layers = sum(n for kind, n in layers.items() if kind.startswith("PLUGIN"))
     plugin = ("none needed (no lion.SelectiveScan nodes)" if not graph.scan_nodes else
-              PLUGIN_LABEL if options.use_plugin else "inlined local function (--no-plugin)")
+              "inlined local function (--no-plugin)" if not options.use_plugin else
+              PLUGIN_LABEL if options.aot_kernels is None else AOT_LABEL)
     report = BuildReport(
         backend=backend.edition, version=backend.version, onnx=str(graph.path), engine=str(engine_path),
         mode=graph.mode, dtype=graph.dtype, plugin=plugin, mixers=graph.scan_nodes,
@@ -180,4 +197,4 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     return report
 
 
-__all__ = ["BuildError", "BuildOptions", "ParseError", "PLUGIN_LABEL", "build_engine", "check_output_path"]
+__all__ = ["BuildError", "BuildOptions", "ParseError", "PLUGIN_LABEL", "AOT_LABEL", "build_engine", "check_output_path"]
