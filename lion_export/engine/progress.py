@@ -81,7 +81,7 @@ class PhaseBar(SilentDisplay):
                                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                                  transient=True)
         self.progress.start()
-        self.task = self.progress.add_task("parsing", total=None)
+        self.task = self.progress.add_task("reading and parsing the file", total=None)
 
     def start(self, phase: str, parent: str | None, steps: int) -> None:
         if self.nesting.open(phase, parent) == 0:
