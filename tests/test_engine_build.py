@@ -21,7 +21,7 @@ from lion_export.engine.build import BuildOptions, build_engine
 from lion_export.engine.header import build_report_path, read_engine_header
 from lion_export.engine.profiles import AxisRange, ProfileOptions
 
-trt_backend = pytest.importorskip("tensorrt_rtx_bindings", reason="needs TensorRT-RTX (pip install "
+pytest.importorskip("tensorrt_rtx_bindings", reason="needs TensorRT-RTX (pip install "
                                   '"lion-export[tensorrt-rtx]") to build engines')
 
 CASES = [(kind, mask, mode, dtype)
