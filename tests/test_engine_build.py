@@ -21,8 +21,8 @@ from lion_export.engine.build import BuildOptions, build_engine
 from lion_export.engine.header import build_report_path, read_engine_header
 from lion_export.engine.profiles import AxisRange, ProfileOptions
 
-pytest.importorskip("tensorrt_rtx_bindings", reason="needs TensorRT-RTX (pip install "
-                                  '"lion-export[tensorrt-rtx]") to build engines')
+pytest.importorskip("tensorrt_rtx_bindings",
+                    reason='needs TensorRT-RTX (pip install "lion-export[tensorrt-rtx]") to build engines')
 
 CASES = [(kind, mask, mode, dtype)
          for mask in ("lit", "decay", "selective")
