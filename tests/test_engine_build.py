@@ -67,9 +67,9 @@ def test_every_variant_kind_mode_and_dtype_builds(engines, case):
     assert header.targets == report.arch == ["sm_86", "sm_120"]
     assert header.file_bytes == header.engine_bytes == report.engine_bytes > 0
     assert report.mode == mode and report.dtype == dtype
-    assert report.mixers == (1 if mode == "recurrent" else 0)       # depth-1 models: one mixer
-    assert report.plugin_layers == report.mixers
-    assert report.layers_by_type.get("PLUGIN_V3", 0) == report.mixers
+    assert report.scan_nodes == (1 if mode == "recurrent" else 0)       # depth-1 models: one mixer
+    assert report.plugin_layers == report.scan_nodes
+    assert report.layers_by_type.get("PLUGIN_V3", 0) == report.scan_nodes
     assert sum(report.layers_by_type.values()) == report.network_layers
     on_disk = json.loads(build_report_path(engine).read_text())
     assert on_disk == json.loads(json.dumps(report.to_dict()))
@@ -145,5 +145,5 @@ def test_one_command_export_verify_build(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[0].endswith("parity PASSED") and lines[1].startswith(f"wrote {tmp_path / 'model.engine'}")
     report = json.loads((tmp_path / "model.build.json").read_text())
-    assert report["mode"] == "recurrent" and report["plugin_layers"] == report["mixers"] == 1
+    assert report["mode"] == "recurrent" and report["plugin_layers"] == report["scan_nodes"] == 1
     assert read_engine_header(tmp_path / "model.engine").targets == ["sm_80", "sm_86", "sm_89", "sm_120", "sm_121"]

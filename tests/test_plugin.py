@@ -216,6 +216,7 @@ def test_parser_binds_one_plugin_per_mixer_and_the_engine_builds(recurrent_expor
         assert [t for t, _ in bound["inputs"]] == [value, value, value, "FLOAT"]
         assert bound["output"] == [value, bound["inputs"][2][1]]           # shaped and typed like v
     assert result["engine_bytes"] > 0
+    assert all(count >= TEXT["depth"] for count in result["engine_mentions"].values()), result["engine_mentions"]
 
 
 def test_a_node_with_wrong_inputs_fails_the_parse_with_the_plugins_message(recurrent_exports):
@@ -261,3 +262,12 @@ def test_enqueue_writes_the_bidirectional_recurrence_into_tensorrts_buffers(trt,
     expected = reference_attention(*(x.double().cpu() for x in (q, k, v, a)), normalize=True, eps=1e-6)
     tolerance = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
     assert (y.double().cpu() - expected).abs().max() <= tolerance * expected.abs().max()
+
+
+def test_tensorrt_types_map_to_torch_dtypes(trt):
+    from lion_export.plugins.device_buffers import torch_dtype
+
+    assert [torch_dtype(t) for t in (trt.DataType.FLOAT, trt.DataType.HALF, trt.DataType.BF16)] == \
+        [torch.float32, torch.float16, torch.bfloat16]
+    with pytest.raises(ValueError, match="INT8"):
+        torch_dtype(trt.DataType.INT8)

@@ -25,7 +25,7 @@ class BuildReport:
     mode: str
     dtype: str
     plugin: str
-    mixers: int                          # lion.SelectiveScan nodes in the file
+    scan_nodes: int                      # lion.SelectiveScan nodes: one per mixer (two in natural-order ViTs)
     network_layers: int
     plugin_layers: int
     layers_by_type: dict[str, int]
