@@ -24,10 +24,15 @@ def model(kind: str, mask: str, **overrides):
     return create_model("vit-tiny", mask=mask, **{**VISION, **overrides})
 
 
-@functools.cache
 def exported(kind: str, mask: str, mode: str, dtype: str = "fp32", pos_embed: bool = True,
              static: bool = False) -> Path:
-    """The .onnx of a depth-1, dim-16 model (text: trace length 24 of max 64; vision: 32 px, patch 8)."""
+    """The .onnx of a depth-1, dim-16 model (text: trace length 24 of max 64; vision: 32 px, patch 8), exported
+    once per session whichever way the arguments are spelled."""
+    return _exported(kind, mask, mode, dtype, pos_embed or kind == "text", static)   # text models have none
+
+
+@functools.cache
+def _exported(kind: str, mask: str, mode: str, dtype: str, pos_embed: bool, static: bool) -> Path:
     extra = {} if kind == "text" else {"pos_embed": pos_embed}
     path = _ROOT / f"{kind}-{mask}-{mode}-{dtype}-{'pos' if pos_embed else 'nopos'}{'-static' if static else ''}.onnx"
     seq_len = TRACE_LEN if kind == "text" else None
