@@ -1,6 +1,6 @@
 """What a path given to `verify` is, and the runner that runs it: one small factory keyed by file kind.
 
-A checkpoint (.pt / .pth / .safetensors) is a model, run in eager PyTorch by parity.py itself; an .onnx file runs
+A checkpoint (.pt / .pth / .safetensors / any other suffix) is a model, run in eager PyTorch by parity.py itself; an .onnx file runs
 in onnxruntime; a TensorRT engine (.engine / .plan) runs in `lion_export.engine.runner.TensorRTRunner`, imported
 only when an engine is given (TensorRT support is optional and needs a GPU: without it the error is one line).
 """
@@ -19,13 +19,9 @@ class ArtefactError(ValueError):
 
 
 def artefact_kind(path: str | Path) -> str:
-    """"checkpoint", "onnx" or "engine", from the file's suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in KINDS:
-        known = ", ".join(sorted(KINDS))
-        raise ArtefactError(f"{path}: cannot tell what this file is from its suffix {suffix or '(none)'!r}; "
-                            f"verify compares files ending in {known}")
-    return KINDS[suffix]
+    """"onnx" or "engine" by the file's suffix; anything else is taken for a checkpoint (they come as .pt, .pth,
+    .bin, .ckpt, .safetensors, ...), and loading it says clearly when it is not one."""
+    return KINDS.get(Path(path).suffix.lower(), "checkpoint")
 
 
 def engine_runner(path: str | Path) -> Runner:
