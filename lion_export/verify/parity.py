@@ -322,7 +322,8 @@ def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: 
                 try:
                     expected = expected_runner.infer(case.feed)
                 except (IndexError, RuntimeError) as exc:   # e.g. token ids outside the vocabulary
-                    raise InputsError(f"the reference cannot run input case {case.label}: "
+                    who = "the PyTorch model" if sides.expected_is_model else expected_runner.name
+                    raise InputsError(f"{who} cannot run input case {case.label}: "
                                       f"{' '.join(str(exc).split())[:300]}") from None
                 valid = _padding_masks(case.feed, expected)
                 eager = calibration.infer(case.feed) if calibration is not None else None
@@ -368,7 +369,7 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
                 inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
                 providers: str | tuple[str, ...] = "cpu", checkpoint_path: str | Path | None = None,
                 save_inputs: str | Path | None = None, save_outputs: str | Path | None = None,
-                progress: bool = True,
+                per_block: bool | None = None, progress: bool = True,
                 on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
     """Run eager `model` (parallel form, float64 where it fits) and `onnx_path` (an .onnx file in onnxruntime, or
     an engine); compare every output against its bound.
@@ -382,6 +383,8 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     optimization, providers: onnxruntime's graph optimisation level and execution providers ("cpu,cuda", ...).
     checkpoint_path: the file `model` came from; a sha256 differing from the file's metadata is noted.
     save_inputs, save_outputs: .npz files for the inputs run and every side's outputs ("case0/expected/logits").
+    per_block: compare every block's mixer and MLP too (blocks.py), on the first failing case (or the first case);
+    None (the default) does it only when parity fails, for .onnx files.
     Raises ValueError (InputsError / OnnxFileError / ProviderError for bad input) before anything runs.
     """
     _check_request(batch, seq_lens, error_stat)
@@ -413,7 +416,7 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
                                   prepare=lambda m: _set_form(m, form, chunk))
     mode = graph.meta.get("mode") if isinstance(graph.meta.get("mode"), str) else None
     report = VerificationReport(
-        artefact=str(onnx_path), mode=mode, dtype=dtype, reference=" (parallel form)", actual="",
+        artefact=str(onnx_path), mode=mode, dtype=dtype, reference=", parallel form", actual="",
         tolerance_method=method, error_stat=error_stat, varied=varied, notes=notes,
         calibration=None if calibration is None else f"eager pytorch, {form} form, {dtype}",
         hint=_sha256_hint(checkpoint_path, graph.meta), reference_artefact=None if checkpoint_path is None
@@ -422,7 +425,30 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
                    file_runner(onnx_path, providers=provider_names, optimization=optimization), calibration, True)
     kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
     _save(cases, kept, save_inputs, save_outputs)
+    if graph.kind == "onnx" and (per_block or (per_block is None and not report.passed)):
+        _localise(report, model, graph, cases, input_names, dtype, form, method, request, provider_names,
+                  asked=bool(per_block))
     return report
+
+
+def _localise(report: VerificationReport, model, graph: _Graph, cases: list[Case], input_names: list[str],
+              dtype: str, form: str, method: str, request: ToleranceRequest, providers: tuple[str, ...],
+              asked: bool) -> None:
+    """Fill the report's per-block table on the first failing case; when it was not asked for, a failure to make
+    it is a note, never a second error on top of the parity failure."""
+    from .blocks import per_block as compare_blocks
+
+    index = next((i for i, r in enumerate(report.cases) if not r.passed), 0)
+    chunk = _meta_int(graph.meta, "chunk_size") or config_of(model).chunk_size
+    try:
+        rows, summary = compare_blocks(model, graph.path, cases[index].feed, input_names, dtype=dtype, form=form,
+                                       chunk_size=chunk, method=method, request=request, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        if asked:
+            raise
+        report.notes.append(f"no per-block table: {' '.join(str(exc).split())[:200]}")
+        return
+    report.blocks, report.block_case, report.block_finding = rows, cases[index].label, summary
 
 
 def verify_files(reference_path: str | Path, actual_path: str | Path, *, seq_lens: list[int] | None = None,
@@ -462,7 +488,7 @@ def verify_files(reference_path: str | Path, actual_path: str | Path, *, seq_len
     notes.append(f"file against file: the fixed {dtype} table applies (no model to calibrate against)")
     report = VerificationReport(
         artefact=str(actual_path), mode=second.meta.get("mode") if isinstance(second.meta.get("mode"), str)
-        else None, dtype=dtype, reference=f" ({first.path.name})", actual="", tolerance_method="fixed",
+        else None, dtype=dtype, reference=f", {first.path.name}", actual="", tolerance_method="fixed",
         error_stat=error_stat, varied=varied, notes=notes, reference_artefact=str(reference_path))
     sides = _Sides(file_runner(reference_path, providers=provider_names, optimization=optimization),
                    file_runner(actual_path, providers=provider_names, optimization=optimization), None, False)

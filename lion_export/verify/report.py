@@ -55,6 +55,9 @@ class VerificationReport:
     calibration: str | None = None  # what set the calibrated bounds, e.g. "eager pytorch, chunked form, fp32"
     hint: str | None = None         # shown on the verdict line (e.g. a checkpoint sha256 mismatch)
     reference_artefact: str | None = None   # the checkpoint or file the reference ran
+    blocks: list = field(default_factory=list)   # blocks.StageResult rows (per-block localisation), if made
+    block_case: str | None = None
+    block_finding: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -71,7 +74,9 @@ class VerificationReport:
                 "tolerance_method": self.tolerance_method, "calibration": self.calibration,
                 "error_stat": self.error_stat, "varied": self.varied, "notes": self.notes, "hint": self.hint,
                 "passed": self.passed, "worst_headroom": self.worst_headroom,
-                "cases": [c.to_dict() for c in self.cases]}
+                "cases": [c.to_dict() for c in self.cases],
+                "per_block": None if not self.blocks else {"case": self.block_case, "finding": self.block_finding,
+                                                           "stages": [b.to_dict() for b in self.blocks]}}
 
     def to_json(self) -> str:
         """Strict JSON (NaN statistics become null)."""
@@ -121,6 +126,20 @@ def rows(report: VerificationReport) -> list[tuple[list[str], bool]]:
     return table
 
 
+BLOCK_COLUMNS = ("stage", "max abs err", "mean abs err", "bound", "headroom", "failing", "result")
+
+
+def block_rows(report: VerificationReport) -> list[list[str]]:
+    """One row per stage of the per-block table."""
+    table = []
+    for row in report.blocks:
+        out = row.comparison
+        table.append([row.stage, _fmt(out.max_abs_error), _fmt(out.mean_abs_error), _bound(out),
+                      "n/a" if math.isnan(out.headroom) else f"{out.headroom:.3g}",
+                      f"{out.mismatched}/{out.compared}", "PASS" if out.passed else "FAIL"])
+    return table
+
+
 def plain_table(headers: tuple[str, ...] | list[str], body: list[list[str]]) -> str:
     """Columns padded to their widest cell, numbers right-aligned; never truncated."""
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
@@ -167,8 +186,11 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
         plain = console is None and not sys.stdout.isatty()
     if plain:
         out = sys.stdout if console is None else None
-        lines = [_title(report), plain_table(COLUMNS, [r for r, _ in body]), caption,
-                 *(f"note: {n}" for n in report.notes), verdict_line(report)]
+        lines = [_title(report), plain_table(COLUMNS, [r for r, _ in body]), caption]
+        if report.blocks:
+            lines += ["", f"Per block ({report.block_case}):", plain_table(BLOCK_COLUMNS, block_rows(report)),
+                      f"per block: {report.block_finding}"]
+        lines += [*(f"note: {n}" for n in report.notes), verdict_line(report)]
         text = "\n".join(lines)
         if out is not None:
             print(text, file=out)
@@ -190,6 +212,14 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
         styled[-1] = f"[green]{styled[-1]}[/]" if passed else f"[red]{styled[-1]}[/]"
         table.add_row(*styled)
     console.print(table)
+    if report.blocks:
+        blocks = Table(title=escape(f"Per block ({report.block_case})"), title_justify="left")
+        for column in BLOCK_COLUMNS:
+            blocks.add_column(column, justify="left" if column in ("stage", "result") else "right")
+        for cells in block_rows(report):
+            blocks.add_row(*map(escape, cells))
+        console.print(blocks)
+        console.print(f"per block: {escape(report.block_finding or '')}")
     for note in report.notes:
         console.print(f"note: {escape(note)}")
     colour = "green" if report.passed else "red"
