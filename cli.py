@@ -145,6 +145,8 @@ def _parity_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Write the inputs of every case to this .npz (reload with --load-inputs)."),
         click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
                      help="Write every case's outputs to this .npz (case0/expected/logits, case0/actual/...)."),
+        click.option("--per-block", is_flag=True, help="Also compare every block's mixer and MLP output and name "
+                     "the first beyond its bound (done anyway when parity fails)."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout (nothing else)."),
     ]
     for option in reversed(options):
@@ -168,8 +170,8 @@ def _parse_bounds(option: str, values: tuple[str, ...]) -> dict[str | None, floa
 
 
 def _parity_settings(tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
-                     providers: str, inputs: Path | None, save_inputs: Path | None,
-                     save_outputs: Path | None) -> dict[str, Any]:
+                     providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None,
+                     per_block: bool) -> dict[str, Any]:
     """The options of _parity_options, checked, as keyword arguments of verify_onnx / verify_files."""
     from lion_export.verify.compare import ERROR_STATS
     from lion_export.verify.tolerances import TOLERANCE_METHODS
@@ -182,7 +184,7 @@ def _parity_settings(tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...
     _check_report_target(save_outputs, "--save-outputs", "outputs.npz")
     return {"tolerance": tolerance, "atol": _parse_bounds("--atol", atol), "rtol": _parse_bounds("--rtol", rtol),
             "error_stat": error_stat, "providers": providers, "inputs": inputs, "save_inputs": save_inputs,
-            "save_outputs": save_outputs}
+            "save_outputs": save_outputs, "per_block": True if per_block else None}
 
 
 @main.command("export")
@@ -211,8 +213,8 @@ def _parity_settings(tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...
 def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
                    batch: str, seq_len: str | None, static: bool, no_verify: bool, report_path: Path | None,
                    tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str, providers: str,
-                   inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, as_json: bool,
-                   config_path: Path | None, allow_pickle: bool, quiet: bool, debug: bool) -> None:
+                   inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
+                   as_json: bool, config_path: Path | None, allow_pickle: bool, quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
@@ -231,7 +233,8 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     if no_verify and report_path is not None:
         _bad_input("--report needs the parity check: drop --no-verify")
     _check_report_target(report_path)
-    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs)
+    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs,
+                              per_block)
     chunk = _positive_int("--chunk-size", chunk_size)
     batch_size = _positive_int("--batch", batch)
     length = _positive_int("--seq-len", seq_len)
@@ -308,8 +311,8 @@ def _verify_and_report(check: Callable[[], Any], onnx_file: Path, report_path: P
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: str | None, report_path: Path | None,
            optimization: str, tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
-           providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, as_json: bool,
-           config_path: Path | None, allow_pickle: bool, quiet: bool, debug: bool) -> None:
+           providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
+           as_json: bool, config_path: Path | None, allow_pickle: bool, quiet: bool, debug: bool) -> None:
     """Prove B computes what A computes; exit 1 on a parity failure.
 
     \b
@@ -325,7 +328,8 @@ def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: s
     lengths = _parse_seq_lens(seq_lens)
     batch_size = _positive_int("--batch", batch)
     _check_report_target(report_path)
-    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs)
+    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs,
+                              per_block)
     if optimization not in OPTIMIZATION_LEVELS:
         _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
     if dtype is not None and dtype not in ("fp32", "fp16"):
@@ -345,6 +349,8 @@ def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: s
     else:
         checked = second
         options.pop("tolerance")       # no model to calibrate against: file vs file uses the fixed table
+        if options.pop("per_block"):
+            _bad_input("--per-block compares a file with its checkpoint's blocks: give the checkpoint as A")
 
         def check():
             return verify_files(first, second, **options)

@@ -3,7 +3,7 @@ weights drawn so the decays span 0.01..0.99 (lion_export.verify.stress.spread_de
 
 Every correct export passes with headroom to spare, and each kind of wrong export fails: one block's weights
 perturbed, a wrong `eps` on the custom node, an off-by-one chunk boundary in the decay sums, and fp16 without
-the fp32 decay path. One export per (variant, kind, dtype), shared by the tests through fixtures; each check
+the fp32 decay path (caught by the graph's types: onnxruntime's CPU provider restores fp32 itself). One export per (variant, kind, dtype), shared by the tests through fixtures; each check
 runs one short case (19 tokens: two full chunks of 8 and a partial third).
 """
 from __future__ import annotations
@@ -152,7 +152,16 @@ def test_fp16_without_the_fp32_decay_path_fails(kind, mask, tmp_path):
     graph = onnx.load(str(path))
     assert onnx.TensorProto.FLOAT16 in {v.type.tensor_type.elem_type for v in graph.graph.output}
     report = _verify(model, path)
-    assert not report.passed, report.to_dict()
+    # onnxruntime's CPU provider upcasts fp16 nodes it has no kernel for, so the numbers match eager fp16 here
+    # (measured: the same headroom as the correct export); the graph's own types show the defect
+    assert not report.passed and report.failures, report.to_dict()
+    assert all("on float16" in f and "decay path must compute in fp32" in f for f in report.failures)
+
+
+def test_correct_fp16_exports_keep_the_decay_path_in_fp32(exports):
+    for kind in ("text", "vision"):
+        report = _verify(_model(kind, "decay"), exports(kind, "decay", "fp16"))
+        assert report.passed and report.failures == []
 
 
 def test_the_fixed_table_stays_available(exports):

@@ -55,13 +55,14 @@ class VerificationReport:
     calibration: str | None = None  # what set the calibrated bounds, e.g. "eager pytorch, chunked form, fp32"
     hint: str | None = None         # shown on the verdict line (e.g. a checkpoint sha256 mismatch)
     reference_artefact: str | None = None   # the checkpoint or file the reference ran
+    failures: list[str] = field(default_factory=list)   # failed static checks (precision.py), fail the report
     blocks: list = field(default_factory=list)   # blocks.StageResult rows (per-block localisation), if made
     block_case: str | None = None
     block_finding: str | None = None
 
     @property
     def passed(self) -> bool:
-        return bool(self.cases) and all(c.passed for c in self.cases)
+        return bool(self.cases) and all(c.passed for c in self.cases) and not self.failures
 
     @property
     def worst_headroom(self) -> float:
@@ -72,7 +73,7 @@ class VerificationReport:
         return {"artefact": self.artefact, "reference_artefact": self.reference_artefact, "mode": self.mode,
                 "dtype": self.dtype, "reference": self.reference, "actual": self.actual,
                 "tolerance_method": self.tolerance_method, "calibration": self.calibration,
-                "error_stat": self.error_stat, "varied": self.varied, "notes": self.notes, "hint": self.hint,
+                "error_stat": self.error_stat, "varied": self.varied, "notes": self.notes, "failures": self.failures, "hint": self.hint,
                 "passed": self.passed, "worst_headroom": self.worst_headroom,
                 "cases": [c.to_dict() for c in self.cases],
                 "per_block": None if not self.blocks else {"case": self.block_case, "finding": self.block_finding,
@@ -190,7 +191,8 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
         if report.blocks:
             lines += ["", f"Per block ({report.block_case}):", plain_table(BLOCK_COLUMNS, block_rows(report)),
                       f"per block: {report.block_finding}"]
-        lines += [*(f"note: {n}" for n in report.notes), verdict_line(report)]
+        lines += [*(f"note: {n}" for n in report.notes), *(f"FAIL: {f}" for f in report.failures),
+                  verdict_line(report)]
         text = "\n".join(lines)
         if out is not None:
             print(text, file=out)
@@ -222,6 +224,8 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
         console.print(f"per block: {escape(report.block_finding or '')}")
     for note in report.notes:
         console.print(f"note: {escape(note)}")
+    for failure in report.failures:
+        console.print(f"[red]FAIL:[/] {escape(failure)}")
     colour = "green" if report.passed else "red"
     console.print(f"[{colour}]{escape(verdict_line(report))}[/]")
 
