@@ -69,8 +69,10 @@ def _check_target(path: Path) -> None:
     if path.is_dir():
         raise ExportError(f"output path {path} is a directory; give a file name such as {path / 'model.onnx'}")
     parent = path.parent
-    if not parent.is_dir():
-        raise ExportError(f"output directory {parent} does not exist")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)    # as `--report new/dir/r.json` does: create what is missing
+    except OSError as error:
+        raise ExportError(f"cannot create the output directory {parent}: {error.strerror or error}") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"output directory {parent} is not writable")
 
@@ -220,7 +222,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     work = _prepare(model, mode, chunk_size, dtype)
     signature = graph_signature(work, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as error:        # e.g. /proc, a read-only mount that os.access does not see as such
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         report("tracing with torch.onnx")
         proto = _trace(work, signature, mode, staging)
