@@ -17,6 +17,7 @@ calibrate against.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,6 +43,7 @@ from .torch_runner import TorchRunner
 # A float64 parallel reference materialises (B, H, L, L) score matrices; beyond this budget it runs in float32.
 FLOAT64_BUDGET_BYTES = 2 * 2**30
 SEED = 0
+DTYPES_TORCH = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 @dataclass
@@ -318,46 +320,43 @@ def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: 
          error_stat: str, progress: bool, on_case, keep_outputs: bool) -> dict[str, dict[str, np.ndarray]]:
     """Run every case on every side and compare; returns the outputs when asked to keep them (--save-outputs)."""
     kept: dict[str, dict[str, np.ndarray]] = {}
-    with sides.expected as expected_runner, sides.actual as actual_runner:
-        calibration = sides.calibration.__enter__() if sides.calibration is not None else None
-        try:
-            report.reference = expected_runner.describe() + report.reference
-            report.actual = actual_runner.describe()
-            for index, case in enumerate(_progress(cases, progress)):
-                try:
-                    expected = expected_runner.infer(case.feed)
-                except (IndexError, RuntimeError) as exc:   # e.g. token ids outside the vocabulary
-                    who = "the PyTorch model" if sides.expected_is_model else expected_runner.name
-                    raise InputsError(f"{who} cannot run input case {case.label}: "
-                                      f"{' '.join(str(exc).split())[:300]}") from None
-                valid = _padding_masks(case.feed, expected)
-                eager = calibration.infer(case.feed) if calibration is not None else None
-                tolerances = {}
-                for name, out in expected.items():
-                    base = (calibrated_tolerance(out, eager[name], report.dtype, valid.get(name))
-                            if eager is not None else tolerance_for(report.dtype))
-                    tolerances[name] = request.apply(base, name)
-                actual = None
-                try:
-                    actual = actual_runner.infer(case.feed)
-                    outputs = compare_outputs(expected, actual, tolerances, valid, error_stat)
-                except Exception as exc:  # noqa: BLE001 - a graph that cannot run this size fails this case
-                    problem = f"{actual_runner.name} failed: {str(exc).splitlines()[0][:300]}"
-                    outputs = [failed_comparison(name, tuple(out.shape), problem) for name, out in expected.items()]
-                if keep_outputs:
-                    kept[f"case{index}/expected"] = expected
-                    if actual is not None:
-                        kept[f"case{index}/actual"] = actual
-                    if eager is not None:
-                        kept[f"case{index}/eager-{report.dtype}"] = eager
-                result = CaseResult(case.label, case.seq_len, case.batch,
-                                    {k: list(v.shape) for k, v in case.feed.items()}, outputs)
-                report.cases.append(result)
-                if on_case is not None:
-                    on_case(result)
-        finally:
-            if calibration is not None:
-                sides.calibration.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        expected_runner, actual_runner = stack.enter_context(sides.expected), stack.enter_context(sides.actual)
+        calibration = stack.enter_context(sides.calibration) if sides.calibration is not None else None
+        report.reference = expected_runner.describe() + report.reference
+        report.actual = actual_runner.describe()
+        for index, case in enumerate(_progress(cases, progress)):
+            try:
+                expected = expected_runner.infer(case.feed)
+            except (IndexError, RuntimeError) as exc:   # e.g. token ids outside the vocabulary
+                who = "the PyTorch model" if sides.expected_is_model else expected_runner.name
+                raise InputsError(f"{who} cannot run input case {case.label}: "
+                                  f"{' '.join(str(exc).split())[:300]}") from None
+            valid = _padding_masks(case.feed, expected)
+            eager = calibration.infer(case.feed) if calibration is not None else None
+            tolerances = {}
+            for name, out in expected.items():
+                base = (calibrated_tolerance(out, eager[name], report.dtype, valid.get(name))
+                        if eager is not None else tolerance_for(report.dtype))
+                tolerances[name] = request.apply(base, name)
+            actual = None
+            try:
+                actual = actual_runner.infer(case.feed)
+                outputs = compare_outputs(expected, actual, tolerances, valid, error_stat)
+            except Exception as exc:  # noqa: BLE001 - a graph that cannot run this size fails this case, visibly
+                problem = f"{actual_runner.name} failed: {str(exc).splitlines()[0][:300]}"
+                outputs = [failed_comparison(name, tuple(out.shape), problem) for name, out in expected.items()]
+            if keep_outputs:
+                kept[f"case{index}/expected"] = expected
+                if actual is not None:
+                    kept[f"case{index}/actual"] = actual
+                if eager is not None:
+                    kept[f"case{index}/eager-{report.dtype}"] = eager
+            result = CaseResult(case.label, case.seq_len, case.batch,
+                                {k: list(v.shape) for k, v in case.feed.items()}, outputs)
+            report.cases.append(result)
+            if on_case is not None:
+                on_case(result)
     return kept
 
 
@@ -431,7 +430,9 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
     _save(cases, kept, save_inputs, save_outputs)
     _check_precision(report, graph)
-    if graph.kind == "onnx" and (per_block or (per_block is None and not report.passed)):
+    if per_block and graph.kind != "onnx":
+        report.notes.append("no per-block table: it marks extra outputs in an .onnx file, and this is an engine")
+    elif graph.kind == "onnx" and (per_block or (per_block is None and not report.passed)):
         _localise(report, model, graph, cases, input_names, dtype, form, method, request, provider_names,
                   asked=bool(per_block))
     return report
@@ -512,9 +513,6 @@ def _check_precision(report: VerificationReport, graph: _Graph) -> None:
         report.failures += [f"{graph.path.name}: {problem}: the decay path must compute in fp32 (onnxruntime's "
                             "CPU provider upcasts such nodes, so parity here cannot show it; TensorRT does not)"
                             for problem in fp16_decay_nodes(graph.path)]
-
-
-DTYPES_TORCH = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 def _set_form(model: torch.nn.Module, form: str, chunk_size: int) -> None:
