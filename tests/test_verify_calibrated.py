@@ -101,11 +101,13 @@ def test_one_block_perturbed_fails_in_fp32(exports, mask, kind):
     assert not report.passed and report.cases[0].outputs[0].headroom > 10
 
 
-@pytest.mark.parametrize("kind", ["text", "vision"])
-def test_one_block_perturbed_by_1e_2_fails_in_fp16(exports, kind):
+@pytest.mark.parametrize("kind, relative", [("text", 1e-2), ("vision", 1e-1)])
+def test_one_block_perturbed_fails_in_fp16_from_what_fp16_resolves(exports, kind, relative):
     """fp16 stores a value to 2^-11 ~ 5e-4: a 1e-3 change is two ulps, below what any fp16 run resolves (measured
-    1.4-2.0x eager fp16's own error, inside the 4x bound); ten times that fails."""
-    model = _perturb_one_block(_model(kind, "selective"), 1e-2)
+    1.4-2.0x eager fp16's own error on the text logits, inside the 4x bound). Text fails from 1e-2; the vision
+    logits (mean-pooled over the tokens, magnitude ~0.03) average one block's change away further: headroom 0.74
+    at 3e-2, 2.5 at 1e-1."""
+    model = _perturb_one_block(_model(kind, "selective"), relative)
     report = _verify(model, exports(kind, "selective", "fp16"))
     assert not report.passed
 
