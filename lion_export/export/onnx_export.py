@@ -9,7 +9,8 @@ an external file until the end, so a failure leaves nothing and a > 2 GiB model 
 
 Forms in the graph: "chunked" and "parallel" are the torch forms traced as they are: standard ops only, the
 chunk count derived from the dynamic L (lion_export/forms/chunked.py is loop-free for that). "recurrent" routes
-every mixer to one `lion.SelectiveScan` node backed by a model-local function (selective_scan.py).
+every LION pass to one `lion.SelectiveScan` node (one per mixer, two per natural-order mixer, the token
+permutations of its two walks as Gather nodes around them) backed by a model-local function (selective_scan.py).
 In fp16 the whole model is fp16 except inside the LION mixers, which compute in fp32 (explicit Casts), so the
 decay prefix sums and their exponentials never run in fp16.
 """
@@ -131,8 +132,9 @@ def _convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
                           f"{str(error).strip().splitlines()[-1]}") from None
 
 
-def _mixer_count(model: nn.Module) -> int:
-    return sum(isinstance(m, LionAttention) for m in model.modules())
+def _pass_count(model: nn.Module) -> int:
+    """LION passes in the model: one per mixer, two per natural-order mixer (one scan per walk)."""
+    return sum(m.passes for m in model.modules() if isinstance(m, LionAttention))
 
 
 def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None:
@@ -150,10 +152,11 @@ def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None
 def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, mode: str) -> None:
     if mode == "recurrent":
         scans = [node for node in proto.graph.node if node.op_type == OP_TYPE and node.domain == DOMAIN]
-        mixers = _mixer_count(model)
-        if len(scans) != mixers:
-            raise ExportError(f"recurrent export produced {len(scans)} {DOMAIN}.{OP_TYPE} nodes for {mixers} LION "
-                              "mixers; every mixer must become exactly one node")
+        passes = _pass_count(model)
+        if len(scans) != passes:
+            raise ExportError(f"recurrent export produced {len(scans)} {DOMAIN}.{OP_TYPE} nodes for {passes} LION "
+                              "passes; every pass (one per mixer, two per natural-order mixer) must become exactly "
+                              "one node")
         for index, node in enumerate(scans):                      # names TensorRT's layer list will show
             node.name = f"{OP_TYPE}_{index}"
         attach_selective_scan_function(proto)
