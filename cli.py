@@ -511,5 +511,91 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
                f"(see {manifest_path.name})")
 
 
+def _csv_option(text: str) -> tuple[str, ...]:
+    """"a,b,c" -> ("a", "b", "c"); validation is the command's (it knows the valid names)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@main.command("bench")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--modes", default="parallel,chunked,recurrent", show_default=True, help="LION forms to time.")
+@click.option("--backends", default="eager,onnxruntime,tensorrt", show_default=True,
+              help="Backends; an absent one (tensorrt without a GPU) is reported as skipped.")
+@click.option("--seq-lens", default="256,1024,4096,16384", show_default=True, help="Sequence lengths (tokens).")
+@click.option("--batch", default="1", show_default=True, metavar="N")
+@click.option("--dtype", default="fp32", show_default=True, metavar="DTYPE", help="fp32 or fp16.")
+@click.option("--threads", default="1", show_default=True, metavar="N",
+              help="CPU threads of every backend (1: the least noisy on a shared machine).")
+@click.option("--repeats", default="5", show_default=True, metavar="N", help="Timed runs per point (median kept).")
+@click.option("--warmup", default="2", show_default=True, metavar="N", help="Untimed runs before them.")
+@click.option("--timeout", "timeout_s", default="600", show_default=True, metavar="S",
+              help="Seconds one point may take before it is recorded as a timeout.")
+@click.option("--no-softmax", is_flag=True, help="Leave out the softmax-attention baseline.")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Directory for bench.json and bench.png.")
+@_checkpoint_options
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def bench_command(checkpoint: Path, modes: str, backends: str, seq_lens: str, batch: str, dtype: str, threads: str,
+                  repeats: str, warmup: str, timeout_s: str, no_softmax: bool, out_dir: Path, reading: Any,
+                  debug: bool) -> None:
+    """Latency and peak memory of CHECKPOINT's forms per backend vs sequence length: bench.json + bench.png.
+
+    \b
+    lion-export bench model.pt --seq-lens 256,1024,4096 --backends eager,onnxruntime --out results/
+    """
+    import sys
+    import time
+
+    from lion_export.bench import BenchError, BenchRequest, run_bench
+
+    warmup_runs = _int_option("--warmup", warmup)
+    request = BenchRequest(checkpoint=checkpoint, modes=_csv_option(modes),
+                           backends=_csv_option(backends),
+                           seq_lens=tuple(_parse_seq_lens(seq_lens)), batch=_positive_int("--batch", batch),
+                           dtype=dtype, threads=_positive_int("--threads", threads),
+                           repeats=_positive_int("--repeats", repeats), warmup=warmup_runs,
+                           point_timeout_s=float(_positive_int("--timeout", timeout_s)),
+                           softmax_baseline=not no_softmax, out=out_dir)
+    start = time.perf_counter()
+    bar = None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("bench {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       transient=True)
+
+    def progress(text: str, done: int, total: int) -> None:
+        if bar is None:
+            click.echo(f"[{done + (done < total)}/{total}] {text} ({time.perf_counter() - start:.0f} s)", err=True)
+            return
+        if not bar.tasks:
+            bar.start()
+            bar.add_task(text, total=total)
+        bar.update(bar.tasks[0].id, completed=done, description=text)
+
+    try:
+        request.check()
+        model = _read_checkpoint(checkpoint, reading, quiet=False)
+        document = run_bench(request, progress, model=model)
+    except (BenchError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("bench", exc, debug)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for series in document["series"]:
+        cells = []
+        for point in (p for p in document["points"] if p["series"] == series["series"]):
+            value = (f"{point['median_ms']:.1f} ms / {point['peak_mib']:.0f} MiB" if point["status"] == "ok"
+                     else point["status"])
+            cells.append(f"L={point['seq_len']}: {value}")
+        reason = f" (skipped: {series['skipped']})" if series["skipped"] else ""
+        click.echo(f"{series['series']:<22} " + ("; ".join(cells) if not reason else reason.strip()))
+    click.echo(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'} in {document['seconds']:.0f} s")
+
+
 if __name__ == "__main__":
     main()
