@@ -104,17 +104,17 @@ def _internal_failure(step: str, error: Exception, debug: bool) -> NoReturn:
     raise SystemExit(1)
 
 
-def _check_report_target(path: Path | None) -> None:
-    """Refuse a --report path that could not be written before exporting, not after."""
+def _check_report_target(path: Path | None, option: str = "--report", example: str = "report.json") -> None:
+    """Refuse an output path (--report, --save-inputs, ...) that could not be written before the work, not after."""
     if path is None:
         return
     if path.is_dir():
-        _bad_input(f"--report {path} is a directory; give a file name such as {path / 'report.json'}")
+        _bad_input(f"{option} {path} is a directory; give a file name such as {path / example}")
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        _bad_input(f"--report {path} cannot be created: {ancestor} is not a writable directory")
+        _bad_input(f"{option} {path} cannot be created: {ancestor} is not a writable directory")
 
 
 def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,6 +163,69 @@ def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[
     return read_model(checkpoint, reading, report=None if quiet else say)
 
 
+def _parity_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How a parity check judges and records: tolerances, error statistic, providers, inputs / outputs files, JSON."""
+    options = [
+        click.option("--tolerance", "tolerance", default="calibrated", show_default=True, metavar="METHOD",
+                     help="calibrated (eager PyTorch in the graph's dtype sets each output's bound) or fixed "
+                          "(the fp32 / fp16 table)."),
+        click.option("--atol", multiple=True, metavar="[OUTPUT:]X",
+                     help="Absolute tolerance for every output, or one output (logits:1e-4); repeatable."),
+        click.option("--rtol", multiple=True, metavar="[OUTPUT:]X",
+                     help="Relative tolerance (x |expected|), for every output or one; repeatable."),
+        click.option("--check-error-stat", "error_stat", default="max", show_default=True, metavar="STAT",
+                     help="max (every element within its bound), mean or median of |err| / bound must be <= 1."),
+        click.option("--providers", default="cpu", show_default=True, metavar="LIST",
+                     help="onnxruntime execution providers, in order: cpu, cuda, tensorrt (cuda and tensorrt need "
+                          "onnxruntime-gpu)."),
+        click.option("--load-inputs", "--inputs", "inputs", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Inputs .npz: one array per graph input, or the cases written by --save-inputs."),
+        click.option("--save-inputs", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+                     help="Write the inputs of every case to this .npz (reload with --load-inputs)."),
+        click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+                     help="Write every case's outputs to this .npz (case0/expected/logits, case0/actual/...)."),
+        click.option("--per-block", is_flag=True, help="Also compare every block's mixer and MLP output and name "
+                     "the first beyond its bound (done anyway when parity fails)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout (nothing else)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _parse_bounds(option: str, values: tuple[str, ...]) -> dict[str | None, float] | None:
+    """--atol 1e-4 --atol logits:1e-3 -> {None: 1e-4, "logits": 1e-3}; a bad value is one line, exit 2."""
+    bounds: dict[str | None, float] = {}
+    for text in values:
+        name, separator, number = text.rpartition(":")
+        try:
+            value = float(number)
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or (separator and not name):
+            _bad_input(f"{option} must be X or OUTPUT:X with a number X >= 0, got {text!r}")
+        bounds[name or None] = value
+    return bounds or None
+
+
+def _parity_settings(tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
+                     providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None,
+                     per_block: bool) -> dict[str, Any]:
+    """The options of _parity_options, checked, as keyword arguments of verify_onnx / verify_files."""
+    from lion_export.verify.compare import ERROR_STATS
+    from lion_export.verify.tolerances import TOLERANCE_METHODS
+
+    if tolerance not in TOLERANCE_METHODS:
+        _bad_input(f"unknown --tolerance {tolerance!r}; choose one of: {', '.join(TOLERANCE_METHODS)}")
+    if error_stat not in ERROR_STATS:
+        _bad_input(f"unknown --check-error-stat {error_stat!r}; choose one of: {', '.join(ERROR_STATS)}")
+    _check_report_target(save_inputs, "--save-inputs", "inputs.npz")
+    _check_report_target(save_outputs, "--save-outputs", "outputs.npz")
+    return {"tolerance": tolerance, "atol": _parse_bounds("--atol", atol), "rtol": _parse_bounds("--rtol", rtol),
+            "error_stat": error_stat, "providers": providers, "inputs": inputs, "save_inputs": save_inputs,
+            "save_outputs": save_outputs, "per_block": True if per_block else None}
+
+
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--mode", default="chunked", show_default=True, metavar="MODE",
@@ -185,12 +248,15 @@ def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[
 @click.option("--engine", "engine_path", is_flag=False, flag_value="", default=None, metavar="[PATH]",
               help="After a passing verification, also build a TensorRT engine (default path: the .onnx with the "
                    "suffix .engine), as `lion-export build` does with its defaults.")
+@_parity_options
 @_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
                    batch: str, seq_len: str | None, static: bool, no_verify: bool, report_path: Path | None,
-                   engine_path: str | None, reading: Any, quiet: bool, debug: bool) -> None:
+                   engine_path: str | None, tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...],
+                   error_stat: str, providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
+                   as_json: bool, reading: Any, quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
@@ -211,6 +277,8 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     if no_verify and report_path is not None:
         _bad_input("--report needs the parity check: drop --no-verify")
     _check_report_target(report_path)
+    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs,
+                              per_block)
     chunk = _positive_int("--chunk-size", chunk_size)
     batch_size = _positive_int("--batch", batch)
     length = _positive_int("--seq-len", seq_len)
@@ -218,7 +286,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     engine = None if engine_path is None else (Path(engine_path) if engine_path else output.with_suffix(".engine"))
     if engine is not None:
         _check_engine_target(engine)
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet or as_json)
     try:
         target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
         with phases(console, "loading the checkpoint") as step:
@@ -237,23 +305,27 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
         if quiet:
             click.echo(f"wrote {output} (not verified)")
     else:
-        _verify_and_report(lambda: model, output, report_path, quiet, debug,
-                           quiet_line="wrote {file}; parity {verdict}", batch=batch_size)
+        from lion_export.verify import verify_onnx
+
+        _verify_and_report(lambda: verify_onnx(model, output, progress=not (quiet or as_json), batch=batch_size,
+                                               checkpoint_path=checkpoint, **parity),
+                           output, report_path, quiet, debug, quiet_line="wrote {file}; parity {verdict}",
+                           as_json=as_json)
     if engine is not None:
         from lion_export.engine.build import BuildOptions
 
         _build_and_report(output, engine, BuildOptions(), quiet, debug)
 
 
-def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_path: Path | None, quiet: bool,
-                       debug: bool, quiet_line: str, **options: Any) -> None:
-    """Load the model, run the parity check (lion_export.verify), print it (or, with --quiet, `quiet_line`
-    formatted with the file and the verdict) and write the report if asked. Exit 2 on bad input (a ValueError /
-    OSError: files, inputs), 1 on a parity failure."""
-    from lion_export.verify import print_report, verify_onnx, write_report
+def _verify_and_report(check: Callable[[], Any], onnx_file: Path, report_path: Path | None, quiet: bool,
+                       debug: bool, quiet_line: str, as_json: bool = False) -> None:
+    """Run the parity check `check` (lion_export.verify), print it (as JSON with --json; with --quiet,
+    `quiet_line` formatted with the file and the verdict) and write the report if asked. Exit 2 on bad input
+    (a ValueError / OSError: files, inputs, providers), 1 on a parity failure."""
+    from lion_export.verify import print_report, write_report
 
     try:
-        report = verify_onnx(load_model(), onnx_file, progress=not quiet, **options)
+        report = check()
         if report_path is not None:
             write_report(report, report_path)
     except (ValueError, OSError) as exc:          # CheckpointError, OnnxFileError, InputsError are ValueErrors
@@ -262,7 +334,9 @@ def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_pa
         _bad_input(_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - see _internal_failure
         _internal_failure("verification", exc, debug)
-    if quiet:
+    if as_json:
+        click.echo(report.to_json(), nl=False)
+    elif quiet:
         click.echo(quiet_line.format(file=onnx_file, verdict="PASSED" if report.passed else "FAILED"))
     else:
         print_report(report)
@@ -270,51 +344,68 @@ def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_pa
         raise SystemExit(1)
 
 
-def _tolerance_option(option: str, text: str | None) -> float | None:
-    """A tolerance parsed here, not by click, so a bad value is one line."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        _bad_input(f"{option} must be a number >= 0, got {text!r}")
-    return value
-
-
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path),
-              help="inputs.npz with one array per graph input (instead of generated inputs).")
+@click.argument("first", metavar="A", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("second", metavar="B", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--seq-lens", help="Comma-separated token counts, e.g. 17,197,1024 (default: trace length, another, "
                                  "one not a multiple of the chunk size).")
 @click.option("--batch", default="2", show_default=True, help="Batch size of generated inputs.")
-@click.option("--atol", help="Absolute tolerance (default: by dtype, see lion_export/verify/tolerances.py).")
-@click.option("--rtol", help="Relative tolerance (default: by dtype).")
+@click.option("--dtype", metavar="DTYPE", help="The checked file's precision, fp32 or fp16 (default: read from the "
+                                               ".onnx; engines: fp32).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON report here (and an error histogram PNG next to it).")
 @click.option("--optimization", default="all", show_default=True,
               help="onnxruntime graph optimisation level: all, extended, basic or disable.")
+@_parity_options
 @_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str | None, batch: str,
-           atol: str | None, rtol: str | None, report_path: Path | None, optimization: str, reading: Any,
-           quiet: bool, debug: bool) -> None:
-    """Prove ONNX_FILE computes what CHECKPOINT computes in eager PyTorch; exit 1 on a parity failure."""
+def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: str | None, report_path: Path | None,
+           optimization: str, tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
+           providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
+           as_json: bool, reading: Any, quiet: bool, debug: bool) -> None:
+    """Prove B computes what A computes; exit 1 on a parity failure.
+
+    \b
+    A and B are each a checkpoint (.pt, .safetensors, ...), an .onnx file or a TensorRT engine (.engine, .plan):
+    lion-export verify model.pt model.onnx             # eager PyTorch (float64) vs onnxruntime
+    lion-export verify model.fp32.onnx model.fp16.onnx # two files on the same inputs, the first the reference
+    """
+    from lion_export.verify import verify_files, verify_onnx
+    from lion_export.verify.artefacts import artefact_kind
     from lion_export.verify.onnxruntime_runner import OPTIMIZATION_LEVELS
 
     lengths = _parse_seq_lens(seq_lens)
     batch_size = _positive_int("--batch", batch)
     _check_report_target(report_path)
-    bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
+    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs,
+                              per_block)
     if optimization not in OPTIMIZATION_LEVELS:
         _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
-    _verify_and_report(lambda: _read_checkpoint(checkpoint, reading, quiet),
-                       onnx_file, report_path, quiet, debug, quiet_line="parity {verdict}: {file}", seq_lens=lengths, batch=batch_size,
-                       atol=bounds["--atol"], rtol=bounds["--rtol"], inputs=inputs, optimization=optimization)
+    if dtype is not None and dtype not in ("fp32", "fp16"):
+        _bad_input(f"unknown --dtype {dtype!r}; choose one of: fp32, fp16")
+    kinds = (artefact_kind(first), artefact_kind(second))
+    if kinds == ("checkpoint", "checkpoint"):
+        _bad_input(f"{first} and {second} are both checkpoints; compare a checkpoint with an .onnx or engine file, "
+                   "or two such files")
+    options = dict(seq_lens=lengths, batch=batch_size, dtype=dtype, optimization=optimization,
+                   progress=not (quiet or as_json), **parity)
+    if "checkpoint" in kinds:
+        checkpoint, checked = (first, second) if kinds[0] == "checkpoint" else (second, first)
+
+        def check():
+            model = _read_checkpoint(checkpoint, reading, quiet or as_json)
+            return verify_onnx(model, checked, checkpoint_path=checkpoint, **options)
+    else:
+        checked = second
+        options.pop("tolerance")       # no model to calibrate against: file vs file uses the fixed table
+        if options.pop("per_block"):
+            _bad_input("--per-block compares a file with its checkpoint's blocks: give the checkpoint as A")
+
+        def check():
+            return verify_files(first, second, **options)
+    _verify_and_report(check, checked, report_path, quiet, debug, quiet_line="parity {verdict}: {file}",
+                       as_json=as_json)
 
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")

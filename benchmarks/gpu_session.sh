@@ -16,7 +16,9 @@
 #      and run through TensorRTRunner against eager PyTorch) -> $OUT/engine.txt, when this machine has a TensorRT
 #      that targets its GPU; otherwise one line saying what it lacks (e.g. an H200 is sm_90: TensorRT-RTX does not
 #      target it, and standard TensorRT is not installed);
-#   4. a summary (the tail of each log) on stdout.
+#   4. parity on onnxruntime's CUDA provider (a tiny export verified with --providers cuda,cpu) where the machine has
+#      onnxruntime-gpu, and a line saying it has not otherwise -> $OUT/verify_cuda.txt;
+#   5. a summary (the tail of each log) on stdout.
 # Without a GPU (or torch) it says so in one line and skips steps 2-3 instead of hanging.
 set -u -o pipefail          # no -e: a failing step must not stop the next
 
@@ -190,6 +192,26 @@ else
 fi
 
 # ---- 4. summary -------------------------------------------------------------------------------------------------
+# ---- 4. parity on onnxruntime's CUDA provider -------------------------------------------------------------------
+if timeout -k 5 60 "$PY" -c 'import onnxruntime, sys; sys.exit("CUDAExecutionProvider" not in onnxruntime.get_available_providers())' \
+        >/dev/null 2>&1; then
+    VERIFY_DIR=$(mktemp -d)
+    run_step "tiny checkpoint for the CUDA verify" 60 "$OUT/verify_cuda.txt" env -u TRITON_INTERPRET "$PY" -c '
+import sys, torch
+from lion_export import create_model, save_checkpoint
+torch.manual_seed(0)
+save_checkpoint(create_model("vit-tiny", mask="selective", depth=2, img_size=64, num_classes=10), sys.argv[1])
+' "$VERIFY_DIR/model.pt" && \
+    run_step "export (no verify)" 150 "$OUT/verify_cuda.txt" "$PY" -m lion_export.cli export "$VERIFY_DIR/model.pt" \
+        --mode recurrent --no-verify --quiet && \
+    run_step "lion-export verify --providers cuda,cpu" 150 "$OUT/verify_cuda.txt" "$PY" -m lion_export.cli verify \
+        "$VERIFY_DIR/model.pt" "$VERIFY_DIR/model.onnx" --providers cuda,cpu --report "$OUT/verify_cuda.json"
+    rm -rf "$VERIFY_DIR"
+else
+    log "verify on CUDA: skipped, NO onnxruntime-gpu here (onnxruntime lacks CUDAExecutionProvider)" | tee -a "$OUT/verify_cuda.txt"
+fi
+
+# ---- 5. summary -------------------------------------------------------------------------------------------------
 # The device tool returns the last 12,000 characters of output: keep this short, the overview last (the files
 # under $OUT come back in full).
 section() {    # section TITLE FILE LINES: the file's last lines, each cut to 640 bytes (a table row of box characters)
@@ -202,6 +224,7 @@ section "environment" "$OUT/env.txt" 40
 section "pytest" "$OUT/pytest.txt" 25
 section "benchmark" "$OUT/bench.txt" 35
 [[ -e $OUT/engine.txt ]] && section "engines" "$OUT/engine.txt" 20
+section "verify on CUDA" "$OUT/verify_cuda.txt" 20
 section "steps" "$OUT/steps.txt" 20
 echo
 echo "gpu_session.sh: done in $((SECONDS - START))s; files under $OUT"
