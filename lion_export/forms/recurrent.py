@@ -1,61 +1,59 @@
 """Recurrent form: the bidirectional RNN of LION-REFERENCE.md, O(dk dv) state per head.
 
-This is the form a device runs token by token (and what the `lion.SelectiveScan` node and the fused Triton scan
-compute). It is vectorised over batch and heads; the loop over tokens is inherent to the form. Only the per-token
-numerators and normalisers are kept, O(L dv) memory, never a per-token copy of the state.
+This is the form a device runs as a scan (and what the `lion.SelectiveScan` node and the fused Triton scan
+compute). In eager PyTorch a Python step per token costs ~10 tiny ops per token, each paying interpreter and
+thread hand-off overhead, so the recurrence steps BLOCK tokens at a time: per block, the forward state
+S <- exp(sum of the block's log decays) S + sum_j w_j k_j [v_j, 1]^T (the normaliser z rides along as the last
+column), and the block's queries read S plus the block's own c x c masked part (the chunked form's
+`intra_chunk`). Still a genuine recurrence, one (dk, dv + 1) state per head and direction carried from block to
+block, L / BLOCK steps per sweep; every decay exponent a direct sum over the tokens it spans. Only the outputs
+are kept, O(L dv) memory, never a per-block copy of the state.
 """
 from __future__ import annotations
 
 import torch
 
+from .chunked import grad_needed, intra_chunk, with_ones
+from .decay import cumsum_exclusive, cumsum_inclusive
 
-def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, decay_in: torch.Tensor,
-           order: range) -> tuple[torch.Tensor, torch.Tensor]:
-    """One direction: S_i = decay_in_i * S_prev + k_i v_i^T, read by q_i; returns q_i^T S_i and q_i^T z_i.
-
-    Without autograd the per-token results go straight into preallocated (L, dv) buffers: thousands of small
-    tensors kept alive between the state's temporaries fragment the CPU heap (measured: ~50x the O(L dv) the
-    outputs need). With autograd, slice assignment would make backward O(L^2), so results are stacked instead.
-    """
-    batch, heads, length, dk = q.shape
-    state = q.new_zeros(batch, heads, dk, v.shape[-1])
-    norm = q.new_zeros(batch, heads, dk)
-    tracking = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, decay_in))
-    if tracking:
-        nums: list[torch.Tensor] = [q.new_empty(0)] * length
-        dens: list[torch.Tensor] = [q.new_empty(0)] * length
-    else:
-        num_buf = q.new_empty(batch, heads, length, v.shape[-1])
-        den_buf = q.new_empty(batch, heads, length)
-    for i in order:
-        lam = decay_in[:, :, i]
-        state = lam[..., None, None] * state + k[:, :, i, :, None] * v[:, :, i, None, :]
-        norm = lam[..., None] * norm + k[:, :, i]
-        num = (q[:, :, i, None, :] @ state).squeeze(-2)
-        den = (q[:, :, i] * norm).sum(-1)
-        if tracking:
-            nums[i], dens[i] = num, den
-        else:
-            num_buf[:, :, i], den_buf[:, :, i] = num, den
-    if tracking:
-        return torch.stack(nums, 2), torch.stack(dens, 2)
-    return num_buf, den_buf
+BLOCK = 64      # tokens per recurrence step (the last block may be shorter)
 
 
 def recurrent_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor,
                         normalize: bool, eps: float) -> torch.Tensor:
     """y_i = q_i^T (Sf_i + Sb_i - k_i v_i^T) / q_i^T (zf_i + zb_i - k_i); inputs in the compute dtype."""
-    length = q.shape[2]
-    lam = a.exp()
-    one = torch.ones_like(lam[..., :1])
-    # forward state i is decayed by lambda_{i-1}, backward state i by lambda_{i+1}
-    into_fwd = torch.cat([one, lam[..., :-1]], dim=-1)
-    into_bwd = torch.cat([lam[..., 1:], one], dim=-1)
-    num_f, den_f = _sweep(q, k, v, into_fwd, range(length))
-    num_b, den_b = _sweep(q, k, v, into_bwd, range(length - 1, -1, -1))
-    qk = (q * k).sum(-1)                                           # the diagonal, counted by both sweeps
-    num = num_f + num_b - qk.unsqueeze(-1) * v
+    batch, heads, length, dk = q.shape
+    dv = v.shape[-1]
+    lean = not grad_needed(q, k, v, a)
+    width = dv + 1 if normalize else dv
+    spans = [(s, min(s + BLOCK, length)) for s in range(0, length, BLOCK)]
+    parts: list[torch.Tensor] = []
+    out = q.new_empty(batch, heads, length, width) if lean else None
+    for reverse in (False, True):
+        state = q.new_zeros(batch, heads, dk, width)
+        for n, (s, e) in enumerate(reversed(spans) if reverse else spans):
+            qb, kb, vb, ab = q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], a[:, :, s:e]
+            vb = with_ones(vb) if normalize else vb
+            # queries read the state decayed from the block edge to themselves (the edge token not counted)
+            read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
+            if not reverse:
+                read = read + intra_chunk(qb, kb, vb, ab, lean)
+            if lean:
+                if reverse:
+                    out[:, :, s:e].add_(read)
+                else:
+                    out[:, :, s:e].copy_(read)
+            elif reverse:
+                parts[len(spans) - 1 - n] = parts[len(spans) - 1 - n] + read
+            else:
+                parts.append(read)
+            # keys enter the state decayed from themselves (counted) to the far edge of the block
+            key_w = cumsum_inclusive(ab, reverse=not reverse).exp().unsqueeze(-1)
+            state = ab.sum(-1).exp()[..., None, None] * state + kb.transpose(-1, -2) @ (vb * key_w)
+    if not lean:
+        out = torch.cat(parts, dim=2)
     if not normalize:
-        return num
-    den = den_f + den_b - qk
-    return num / (den.unsqueeze(-1) + eps)
+        return out
+    if lean:    # divide in place and return a view: no second output-sized buffer
+        return out[..., :dv].div_(out[..., dv:].add_(eps))
+    return out[..., :dv] / (out[..., dv:] + eps)
