@@ -11,6 +11,9 @@ are kept, O(L dv) memory, never a per-block copy of the state.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from .chunked import grad_needed, intra_chunk, with_ones
@@ -19,38 +22,62 @@ from .decay import cumsum_exclusive, cumsum_inclusive
 BLOCK = 64      # tokens per recurrence step (the last block may be shorter)
 
 
+@contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """Run the block steps on one thread. Each step's ops are small (a (dk, dv) state, a 64 x 64 block): a
+    thread hand-off per op costs more than it saves, and on a loaded machine (more runnable threads than cores)
+    a parallel region can wait a whole scheduler slice for its second thread (measured: 2 threads 15-50x slower
+    than 1). The setting is process-wide, so other Python threads see it during the call; restored after."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
+def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, normalize: bool, reverse: bool,
+           out: torch.Tensor | None, parts: list[torch.Tensor]) -> None:
+    """One direction, block by block. The forward sweep writes each block's output (its intra-block part plus
+    the forward state's read-out), the backward sweep adds its read-out: into `out` without autograd, else into
+    `parts` (one tensor per block; slice assignment under autograd would make backward O(L^2))."""
+    batch, heads, length, dk = q.shape
+    width = v.shape[-1] + 1 if normalize else v.shape[-1]
+    starts = range(0, length, BLOCK)
+    state = q.new_zeros(batch, heads, dk, width)
+    for n in reversed(range(len(starts))) if reverse else range(len(starts)):
+        s, e = starts[n], min(starts[n] + BLOCK, length)
+        qb, kb, vb, ab = q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], a[:, :, s:e]
+        vb = with_ones(vb) if normalize else vb
+        # queries read the state decayed from the block edge to themselves (the edge token not counted)
+        read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
+        if not reverse:
+            read = read + intra_chunk(qb, kb, vb, ab, out is not None)
+        if out is None:
+            parts[n:n + 1] = [parts[n] + read] if reverse else [read]
+        elif reverse:
+            out[:, :, s:e].add_(read)
+        else:
+            out[:, :, s:e].copy_(read)
+        # keys enter the state decayed from themselves (counted) to the far edge of the block
+        key_w = cumsum_inclusive(ab, reverse=not reverse).exp().unsqueeze(-1)
+        state = ab.sum(-1).exp()[..., None, None] * state + kb.transpose(-1, -2) @ (vb * key_w)
+
+
 def recurrent_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor,
                         normalize: bool, eps: float) -> torch.Tensor:
     """y_i = q_i^T (Sf_i + Sb_i - k_i v_i^T) / q_i^T (zf_i + zb_i - k_i); inputs in the compute dtype."""
-    batch, heads, length, dk = q.shape
+    batch, heads, length, _ = q.shape
     dv = v.shape[-1]
     lean = not grad_needed(q, k, v, a)
-    width = dv + 1 if normalize else dv
-    spans = [(s, min(s + BLOCK, length)) for s in range(0, length, BLOCK)]
+    out = q.new_empty(batch, heads, length, dv + 1 if normalize else dv) if lean else None
     parts: list[torch.Tensor] = []
-    out = q.new_empty(batch, heads, length, width) if lean else None
-    for reverse in (False, True):
-        state = q.new_zeros(batch, heads, dk, width)
-        for n, (s, e) in enumerate(reversed(spans) if reverse else spans):
-            qb, kb, vb, ab = q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], a[:, :, s:e]
-            vb = with_ones(vb) if normalize else vb
-            # queries read the state decayed from the block edge to themselves (the edge token not counted)
-            read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
-            if not reverse:
-                read = read + intra_chunk(qb, kb, vb, ab, lean)
-            if lean:
-                if reverse:
-                    out[:, :, s:e].add_(read)
-                else:
-                    out[:, :, s:e].copy_(read)
-            elif reverse:
-                parts[len(spans) - 1 - n] = parts[len(spans) - 1 - n] + read
-            else:
-                parts.append(read)
-            # keys enter the state decayed from themselves (counted) to the far edge of the block
-            key_w = cumsum_inclusive(ab, reverse=not reverse).exp().unsqueeze(-1)
-            state = ab.sum(-1).exp()[..., None, None] * state + kb.transpose(-1, -2) @ (vb * key_w)
-    if not lean:
+    with one_intra_op_thread():
+        for reverse in (False, True):
+            _sweep(q, k, v, a, normalize, reverse, out, parts)
+    if out is None:
         out = torch.cat(parts, dim=2)
     if not normalize:
         return out
