@@ -39,22 +39,30 @@ def grad_needed(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def bmm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x @ y for equal leading dims, folded into one batch first: matmul on >3-d operands copies a transposed
+    operand to fold its batch dims (at long L a copy as large as the output); bmm reads it strided."""
+    return torch.bmm(x.flatten(0, -3), y.flatten(0, -3)).unflatten(0, x.shape[:-2])
+
+
 def with_ones(v: torch.Tensor) -> torch.Tensor:
     """[v, 1]: one more value column whose products are the normalisers, so they ride along in every GEMM."""
     return torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
 
 
-def intra_chunk(qc: torch.Tensor, kc: torch.Tensor, values: torch.Tensor, ac: torch.Tensor,
+def intra_chunk(qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, ac: torch.Tensor, normalize: bool,
                 lean: bool) -> torch.Tensor:
-    """The parallel form on each c x c block, (..., c, dk) queries and keys -> (..., c, width) outputs."""
+    """The parallel form on each c x c block: (..., c, dv) values -> (..., c, dv [+ 1]) numerators [, normalisers].
+
+    [v, 1] is formed only once the mask is folded into the scores, so the two are never alive together."""
     mask = pairwise_log_decay(ac)
-    scores = qc @ kc.transpose(-1, -2)
+    scores = bmm(qc, kc.transpose(-1, -2))
     if lean:
         scores.mul_(mask.exp_())
     else:
         scores = scores * mask.exp()
     del mask
-    return scores @ values
+    return bmm(scores, with_ones(vc) if normalize else vc)
 
 
 def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels: int = LEVELS) -> torch.Tensor:
@@ -93,12 +101,15 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
 
 def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalize: bool,
                       eps: float) -> torch.Tensor:
-    """LION-LIT: with mask 1 every query reads the same sums K^T V and K^T 1, O(L dk dv)."""
-    out = q @ (k.transpose(-1, -2) @ v)
+    """LION-LIT: with mask 1 every query reads the same sums K^T [V, 1], O(L dk dv)."""
+    sums = k.transpose(-1, -2) @ v
     if not normalize:
-        return out
-    den = q @ k.sum(-2).unsqueeze(-1)
-    return out / (den + eps)
+        return q @ sums
+    out = q @ torch.cat([sums, k.sum(-2).unsqueeze(-1)], dim=-1)
+    dv = v.shape[-1]
+    if grad_needed(q, k, v):
+        return out[..., :dv] / (out[..., dv:] + eps)
+    return out[..., :dv].div_(out[..., dv:].add_(eps))
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None,
@@ -118,8 +129,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         return x.reshape(batch, heads, -1, chunk_size, *x.shape[3:])
 
     qc, kc, vc, ac = (chunks(x) for x in (q, k, v, a))
-    values = (lambda: with_ones(vc)) if normalize else (lambda: vc)
-    out = intra_chunk(qc, kc, values(), ac, lean)                # (B, H, N, c, width)
+    out = intra_chunk(qc, kc, vc, ac, normalize, lean)            # (B, H, N, c, width)
     totals = ac.sum(-1)                                           # (B, H, N)
     n_chunks, width = totals.shape[-1], out.shape[-1]
     # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
@@ -127,8 +137,9 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
     # One direction at a time, the key weights applied to the values: at most ~3 output-sized tensors live.
     for reverse in (False, True):
         key_w = cumsum_inclusive(ac, reverse=not reverse).exp().unsqueeze(-1)
-        weighted = with_ones(vc).mul_(key_w) if normalize and lean else values() * key_w
-        u = (kc.transpose(-1, -2) @ weighted).flatten(-2)         # (B, H, N, dk * width) chunk summaries
+        weighted = with_ones(vc) if normalize else vc
+        weighted = weighted.mul_(key_w) if normalize and lean else weighted * key_w
+        u = bmm(kc.transpose(-1, -2), weighted).flatten(-2)         # (B, H, N, dk * width) chunk summaries
         del weighted
         states = carried_states(u, totals, reverse).reshape(batch, heads, n_chunks, dk, width)
         del u
@@ -136,7 +147,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         if lean:
             out.flatten(0, -3).baddbmm_(qw.flatten(0, -3), states.flatten(0, -3))
         else:
-            out = out + qw @ states
+            out = out + bmm(qw, states)
         del states, qw
     if normalize and lean:      # in place, returning a view: no second output-sized buffer
         out = out[..., :dv].div_(out[..., dv:].add_(eps))

@@ -50,11 +50,10 @@ def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, n
     for n in reversed(range(len(starts))) if reverse else range(len(starts)):
         s, e = starts[n], min(starts[n] + BLOCK, length)
         qb, kb, vb, ab = q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], a[:, :, s:e]
-        vb = with_ones(vb) if normalize else vb
         # queries read the state decayed from the block edge to themselves (the edge token not counted)
         read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
         if not reverse:
-            read = read + intra_chunk(qb, kb, vb, ab, out is not None)
+            read = read + intra_chunk(qb, kb, vb, ab, normalize, out is not None)
         if out is None:
             parts[n:n + 1] = [parts[n] + read] if reverse else [read]
         elif reverse:
@@ -63,6 +62,7 @@ def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, n
             out[:, :, s:e].copy_(read)
         # keys enter the state decayed from themselves (counted) to the far edge of the block
         key_w = cumsum_inclusive(ab, reverse=not reverse).exp().unsqueeze(-1)
+        vb = with_ones(vb) if normalize else vb
         state = ab.sum(-1).exp()[..., None, None] * state + kb.transpose(-1, -2) @ (vb * key_w)
 
 
