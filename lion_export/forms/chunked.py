@@ -17,6 +17,8 @@ real token, contributes nothing, and is cut off, so any L works, including L < c
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -24,6 +26,7 @@ from .decay import cumsum_exclusive, cumsum_inclusive, log_decay_between, pairwi
 
 GROUP = 16      # chunks (then groups) per group: the dense mix inside a group is GROUP x GROUP
 LEVELS = 3      # levels of the hierarchy; the top one mixes all its groups densely
+SLAB_ELEMENTS = 2 ** 18     # eager: c x c temporaries per run of chunks (1 MiB in fp32; see chunk_slabs)
 
 
 def pad_length(x: torch.Tensor, pad: int | torch.SymInt, axis: int) -> torch.Tensor:
@@ -47,7 +50,32 @@ def bmm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def with_ones(v: torch.Tensor) -> torch.Tensor:
     """[v, 1]: one more value column whose products are the normalisers, so they ride along in every GEMM."""
-    return torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+    return F.pad(v, (0, 1), value=1.0)
+
+
+def chunk_slabs(n_chunks: int | torch.SymInt, per_chunk: int) -> list[slice]:
+    """Eager: runs of chunks whose c x c temporaries (per_chunk elements each) stay cache-sized, so the mask's
+    elementwise passes hit cache rather than memory, and peak memory is the states, not the masks. A graph
+    export (symbolic chunk count) gets one run: the graph stays loop-free."""
+    if torch.compiler.is_exporting() or not isinstance(n_chunks, int):
+        return [slice(None)]
+    step = max(1, SLAB_ELEMENTS // per_chunk)
+    return [slice(start, start + step) for start in range(0, n_chunks, step)]
+
+
+def over_slabs(fn: Callable[[slice], torch.Tensor], slabs: list[slice], n_chunks: int) -> torch.Tensor:
+    """fn on each run of chunks, written into one tensor along the chunk axis (2) as each run finishes (each
+    run's temporaries are freed before the next is made, so the heap never holds more than one run's)."""
+    if len(slabs) == 1:
+        return fn(slabs[0])
+    out = None
+    for sl in slabs:
+        part = fn(sl)
+        if out is None:
+            out = part.new_empty(*part.shape[:2], n_chunks, *part.shape[3:])
+        out[:, :, sl] = part
+        del part
+    return out
 
 
 def intra_chunk(qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, ac: torch.Tensor, normalize: bool,
@@ -65,7 +93,17 @@ def intra_chunk(qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, ac: torch.
     return bmm(scores, with_ones(vc) if normalize else vc)
 
 
-def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels: int = LEVELS) -> torch.Tensor:
+def hierarchy_levels(n_items: int | torch.SymInt) -> int:
+    """LEVELS for a graph export (one graph for every L); eager, the fewest levels whose top is <= GROUP items."""
+    if torch.compiler.is_exporting() or not isinstance(n_items, int):
+        return LEVELS
+    levels = 1
+    while levels < LEVELS and n_items > GROUP ** levels:
+        levels += 1
+    return levels
+
+
+def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels: int) -> torch.Tensor:
     """States entering each item from the left (forward) or the right (reverse), for (..., n, D) summaries.
 
     u_m is item m's contribution already decayed to its own boundary (its end going forward, its start going
@@ -129,26 +167,35 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         return x.reshape(batch, heads, -1, chunk_size, *x.shape[3:])
 
     qc, kc, vc, ac = (chunks(x) for x in (q, k, v, a))
-    out = intra_chunk(qc, kc, vc, ac, normalize, lean)            # (B, H, N, c, width)
     totals = ac.sum(-1)                                           # (B, H, N)
-    n_chunks, width = totals.shape[-1], out.shape[-1]
+    n_chunks = totals.shape[-1]
+    levels = hierarchy_levels(n_chunks)
+    slabs = chunk_slabs(n_chunks, batch * heads * chunk_size * max(chunk_size, dk)) if lean else [slice(None)]
+    out = over_slabs(lambda sl: intra_chunk(qc[:, :, sl], kc[:, :, sl], vc[:, :, sl], ac[:, :, sl], normalize,
+                                            lean), slabs, n_chunks)   # (B, H, N, c, width)
+    width = out.shape[-1]
     # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
     # start to themselves (sum_{t=s}^{i-1}). Backward: keys sum_{t=s}^{j} a_t, queries sum_{t=i+1}^{e} a_t.
     # One direction at a time, the key weights applied to the values: at most ~3 output-sized tensors live.
     for reverse in (False, True):
         key_w = cumsum_inclusive(ac, reverse=not reverse).exp().unsqueeze(-1)
-        weighted = with_ones(vc) if normalize else vc
-        weighted = weighted.mul_(key_w) if normalize and lean else weighted * key_w
-        u = bmm(kc.transpose(-1, -2), weighted).flatten(-2)         # (B, H, N, dk * width) chunk summaries
-        del weighted
-        states = carried_states(u, totals, reverse).reshape(batch, heads, n_chunks, dk, width)
-        del u
-        qw = qc * cumsum_exclusive(ac, reverse=reverse).exp().unsqueeze(-1)
-        if lean:
-            out.flatten(0, -3).baddbmm_(qw.flatten(0, -3), states.flatten(0, -3))
-        else:
-            out = out + bmm(qw, states)
-        del states, qw
+        query_w = cumsum_exclusive(ac, reverse=reverse).exp().unsqueeze(-1)
+
+        def summaries(sl: slice) -> torch.Tensor:
+            weighted = with_ones(vc[:, :, sl]) if normalize else vc[:, :, sl]
+            weighted = weighted.mul_(key_w[:, :, sl]) if normalize and lean else weighted * key_w[:, :, sl]
+            return bmm(kc[:, :, sl].transpose(-1, -2), weighted).flatten(-2)   # (B, H, n, dk * width)
+
+        states = carried_states(over_slabs(summaries, slabs, n_chunks), totals, reverse, levels)
+        states = states.reshape(batch, heads, n_chunks, dk, width)
+        for sl in slabs:
+            read = bmm(qc[:, :, sl] * query_w[:, :, sl], states[:, :, sl])
+            if lean:
+                out[:, :, sl].add_(read)
+            else:
+                out = out + read
+            del read
+        del states
     if normalize and lean:      # in place, returning a view: no second output-sized buffer
         out = out[..., :dv].div_(out[..., dv:].add_(eps))
     elif normalize:
