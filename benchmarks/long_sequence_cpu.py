@@ -136,7 +136,7 @@ def export_ort_models(folder: Path) -> None:
 
     for side in ORT_SIDES:
         model = build_model(side)
-        export_onnx(model, folder / f"chunked_{side}.onnx", mode="chunked", chunk_size=CHUNK, batch=1)
+        export_onnx(model, folder / f"chunked_{side}.onnx", mode="chunked", chunk_size=CHUNK, batch=2)
         softmax = softmax_twin(build_model(side))
         image = torch.zeros(1, 1, side, side)
         torch.onnx.export(softmax, (image,), str(folder / f"softmax_{side}.onnx"), input_names=["images"],
@@ -232,7 +232,7 @@ def goal_lines(times: dict[int, dict], ort: dict[int, dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=LENGTHS, help="mixer lengths (default %(default)s)")
+    parser.add_argument("--lengths", type=int, nargs="*", default=LENGTHS, help="mixer lengths (default %(default)s)")
     parser.add_argument("--long", action="store_true", help="add L = 65536 (SDPA alone takes minutes)")
     parser.add_argument("--ort", action="store_true", help="add the onnxruntime block comparison")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per length (default 5)")

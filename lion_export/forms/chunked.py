@@ -37,9 +37,13 @@ def pad_length(x: torch.Tensor, pad: int | torch.SymInt, axis: int) -> torch.Ten
     return F.pad(x, (0, pad) if axis == -1 else (0, 0, 0, pad))
 
 
-def grad_needed(*tensors: torch.Tensor) -> bool:
-    """Whether autograd records these ops; without it intermediates are updated in place (peak memory)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+def in_place_ok(*tensors: torch.Tensor) -> bool:
+    """Whether intermediates may be updated in place (for peak memory): not while autograd records the ops, and
+    not in a graph export, where an in-place update of a slice becomes Transpose + ScatterND + Transpose and
+    the runtime plans the memory anyway."""
+    if torch.compiler.is_exporting():
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 def bmm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -130,10 +134,10 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
     group_u = (into_group.unsqueeze(-2) @ u).squeeze(-2)   # (..., G, D)
     group_states = carried_states(group_u, totals.sum(-1), reverse, levels - 1)
     local = carried_states(u, totals, reverse, 1)
-    if grad_needed(local):
-        local = local + read_weight.unsqueeze(-1) * group_states.unsqueeze(-2)
-    else:
+    if in_place_ok(local):
         local.addcmul_(read_weight.unsqueeze(-1), group_states.unsqueeze(-2))
+    else:
+        local = local + read_weight.unsqueeze(-1) * group_states.unsqueeze(-2)
     return local.reshape(*lead, -1, width)[..., :n, :]
 
 
@@ -145,9 +149,9 @@ def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normali
         return q @ sums
     out = q @ torch.cat([sums, k.sum(-2).unsqueeze(-1)], dim=-1)
     dv = v.shape[-1]
-    if grad_needed(q, k, v):
-        return out[..., :dv] / (out[..., dv:] + eps)
-    return out[..., :dv].div_(out[..., dv:].add_(eps))
+    if in_place_ok(q, k, v):
+        return out[..., :dv].div_(out[..., dv:].add_(eps))
+    return out[..., :dv] / (out[..., dv:] + eps)
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None,
@@ -159,7 +163,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         return _linear_attention(q, k, v, normalize, eps)
     batch, heads, length, dk = q.shape
     dv = v.shape[-1]
-    lean = not grad_needed(q, k, v, a)
+    lean = in_place_ok(q, k, v, a)
     pad = (-length) % chunk_size
 
     def chunks(x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .chunked import grad_needed, intra_chunk, with_ones
+from .chunked import in_place_ok, intra_chunk, with_ones
 from .decay import cumsum_exclusive, cumsum_inclusive
 
 BLOCK = 64      # tokens per recurrence step (the last block may be shorter)
@@ -71,7 +71,7 @@ def recurrent_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: to
     """y_i = q_i^T (Sf_i + Sb_i - k_i v_i^T) / q_i^T (zf_i + zb_i - k_i); inputs in the compute dtype."""
     batch, heads, length, _ = q.shape
     dv = v.shape[-1]
-    lean = not grad_needed(q, k, v, a)
+    lean = in_place_ok(q, k, v, a)
     out = q.new_empty(batch, heads, length, dv + 1 if normalize else dv) if lean else None
     parts: list[torch.Tensor] = []
     with one_intra_op_thread():
