@@ -6,6 +6,7 @@ subcommand name means `lion-export export model.pt ...`, the main job.
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -117,17 +118,55 @@ def _check_report_target(path: Path | None) -> None:
 
 
 def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--config and --allow-pickle: how a command that reads a checkpoint is allowed to read it."""
-    command = click.option("--allow-pickle", is_flag=True, help="Accept checkpoints that need full unpickling "
-                           "(runs code from the file: trusted files only).")(command)
-    return click.option("--config", "config_path", type=click.Path(path_type=Path),
-                        help="Model config JSON of a .safetensors checkpoint (default: its name with .json).")(command)
+    """How a command that reads a checkpoint may read it: the command gets one `reading` argument, a
+    lion_export.public_checkpoint.ReadOptions (pickles, a config JSON, and for public LION files the weights to
+    take and any part of the architecture not to infer)."""
+
+    @functools.wraps(command)
+    def with_reading(*args: Any, allow_pickle: bool, config_path: Path | None, weights: str | None,
+                     preset: str | None, mask: str | None, heads: str | None, natural: bool | None,
+                     cls_pooling: bool | None, **kwargs: Any) -> Any:
+        from lion_export.public_checkpoint import ReadOptions
+
+        reading = ReadOptions(allow_pickle=allow_pickle, config_path=config_path, weights=weights, preset=preset,
+                              mask=mask, heads=_positive_int("--heads", heads), natural=natural,
+                              cls_pooling=cls_pooling)
+        return command(*args, reading=reading, **kwargs)
+
+    options = [
+        click.option("--allow-pickle", is_flag=True, help="Accept checkpoints that need full unpickling "
+                     "(runs code from the file: trusted files only)."),
+        click.option("--config", "config_path", type=click.Path(path_type=Path),
+                     help="Model config JSON: of a .safetensors checkpoint (default: its name with .json), or the "
+                          "architecture of a public state_dict instead of inferring it."),
+        click.option("--weights", metavar="model|model_ema",
+                     help="Which weights of a public training checkpoint to read (default: model)."),
+        click.option("--preset", metavar="NAME", help="Public file: the size preset (decides the heads)."),
+        click.option("--mask", metavar="VARIANT", help="Public file: lit, decay or selective (default: from a_i)."),
+        click.option("--heads", metavar="N", help="Public file: attention heads (default: from the decay or preset)."),
+        click.option("--natural/--no-natural", default=None,
+                     help="Public vision file: natural-order variant (default: if a2_i is present)."),
+        click.option("--cls-pooling/--mean-pooling", default=None,
+                     help="Public vision file: pooling (default: the training args', else mean)."),
+    ]
+    for option in reversed(options):
+        with_reading = option(with_reading)
+    return with_reading
+
+
+def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[[str], None] | None = None) -> Any:
+    """The model in CHECKPOINT; a public file's inferred architecture is printed as one line (on stderr, or through
+    `say`) unless quiet."""
+    from lion_export.public_checkpoint import read_model
+
+    say = say or (lambda line: click.echo(line, err=True))
+    return read_model(checkpoint, reading, report=None if quiet else say)
 
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--mode", default="chunked", show_default=True, metavar="MODE",
-              help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per mixer, "
+              help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per LION pass, "
                    "backed by a local function) or parallel (full masked attention, the baseline).")
 @click.option("--chunk-size", default="64", show_default=True, metavar="N", help="Chunk size of the chunked form.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
@@ -148,7 +187,7 @@ def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
                    batch: str, seq_len: str | None, static: bool, no_verify: bool, report_path: Path | None,
-                   config_path: Path | None, allow_pickle: bool, quiet: bool, debug: bool) -> None:
+                   reading: Any, quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
@@ -157,7 +196,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     """
     from rich.console import Console
 
-    from lion_export.checkpoint import CheckpointError, load_checkpoint
+    from lion_export.checkpoint import CheckpointError
     from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
 
     if mode not in MODES:
@@ -175,7 +214,8 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     try:
         target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
         with console.status("loading the checkpoint") as status:
-            model = load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path)
+            model = _read_checkpoint(checkpoint, reading, quiet,
+                                     lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
             export_onnx(model, output, mode=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
                         batch=batch_size, seq_len=length, checkpoint_path=checkpoint,
                         progress=lambda step: status.update(step))
@@ -250,10 +290,9 @@ def _tolerance_option(option: str, text: str | None) -> float | None:
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str | None, batch: str,
-           atol: str | None, rtol: str | None, report_path: Path | None, optimization: str, config_path: Path | None,
-           allow_pickle: bool, quiet: bool, debug: bool) -> None:
+           atol: str | None, rtol: str | None, report_path: Path | None, optimization: str, reading: Any,
+           quiet: bool, debug: bool) -> None:
     """Prove ONNX_FILE computes what CHECKPOINT computes in eager PyTorch; exit 1 on a parity failure."""
-    from lion_export.checkpoint import load_checkpoint
     from lion_export.verify.onnxruntime_runner import OPTIMIZATION_LEVELS
 
     lengths = _parse_seq_lens(seq_lens)
@@ -262,9 +301,40 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
     bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
     if optimization not in OPTIMIZATION_LEVELS:
         _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
-    _verify_and_report(lambda: load_checkpoint(checkpoint, allow_pickle=allow_pickle, config_path=config_path),
+    _verify_and_report(lambda: _read_checkpoint(checkpoint, reading, quiet),
                        onnx_file, report_path, quiet, debug, quiet_line="parity {verdict}: {file}", seq_lens=lengths, batch=batch_size,
                        atol=bounds["--atol"], rtol=bounds["--rtol"], inputs=inputs, optimization=optimization)
+
+
+@main.command("convert")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="The lion-export checkpoint to write: NAME.pt, or NAME.safetensors (+ NAME.json).")
+@_checkpoint_options
+@click.option("--quiet", is_flag=True, help="Print only the file written.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bool) -> None:
+    """Rewrite CHECKPOINT (e.g. a public LION state_dict) as a lion-export checkpoint with its config, so later
+    commands read it with no options."""
+    from lion_export.checkpoint import CheckpointError, save_checkpoint, save_safetensors
+
+    if output.suffix not in (".pt", ".safetensors"):
+        _bad_input(f"-o {output}: the output must end in .pt or .safetensors")
+    if output.resolve() == checkpoint.resolve():
+        _bad_input(f"-o {output} is the input file; write the conversion to another name")
+    if output.is_dir():
+        _bad_input(f"-o {output} is a directory; give a file name such as {output / 'model.pt'}")
+    try:
+        model = _read_checkpoint(checkpoint, reading, quiet)
+        if output.suffix == ".safetensors":
+            written = save_safetensors(model, output)
+        else:
+            written = (save_checkpoint(model, output),)
+    except (CheckpointError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    click.echo(f"wrote {' + '.join(str(p) for p in written)}")
 
 
 @main.command("inspect")

@@ -133,10 +133,13 @@ if [[ $GPU == yes ]]; then
     # the installed lion_export (whose kernels subpackage lives elsewhere in the checkout)
     # -v names every test as it finishes, so a run cut by the timeout still says what passed and what failed; no -x:
     # one failure must not hide the rest. test_kernels_aot.py is left out: it needs no GPU and runs in CI. The scan
-    # and launch tests go first: they compile few kernels, the chunked grid compiles many.
+    # and launch tests go first: they compile few kernels, the chunked grid compiles many. The plugin's enqueue test
+    # launches the scan through the TensorRT plugin's own code into caller-owned CUDA buffers (no engine needed).
     (cd tests && run_step "pytest (GPU parity)" 240 "$OUT/pytest.txt" \
         env -u TRITON_INTERPRET "$PY" -m pytest -v --tb=short --maxfail=30 -rfEs --durations=10 -p no:cacheprovider \
-        test_kernels_scan.py test_kernels_aot_launch.py test_kernels_chunked.py)
+        test_kernels_scan.py test_kernels_aot_launch.py \
+        test_plugin.py::test_enqueue_writes_the_bidirectional_recurrence_into_tensorrts_buffers \
+        test_kernels_chunked.py)
 else
     log "pytest (GPU parity): skipped (no usable GPU environment)"
 fi

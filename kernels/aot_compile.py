@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import triton
 from triton.compiler import ASTSource
@@ -180,6 +180,17 @@ def _compile_raw(spec: KernelSpec, gpu: Target, ptx_version: int) -> dict:
             "profile_scratch_size": meta.profile_scratch_size, "triton_version": meta.triton_version}
 
 
+def _selected_specs(config: KernelConfig, training: bool, only: Collection[str] | None) -> list[KernelSpec]:
+    """The registry's specs for `config`, or just those named in `only` (ValueError for an unknown name)."""
+    specs = kernel_specs(config, training)
+    if only is None:
+        return specs
+    unknown = set(only) - {spec.name for spec in specs}
+    if unknown:
+        raise ValueError(f"unknown kernel(s) {sorted(unknown)}; registered: {[spec.name for spec in specs]}")
+    return [spec for spec in specs if spec.name in only]
+
+
 def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig, ptx_version: int,
                       training: bool, progress: Callable[[str], None]) -> dict[str, dict]:
     """Run this module in a Python without TRITON_INTERPRET; read back the files it writes."""
@@ -189,7 +200,8 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="lion-aot-") as tmp:
         cmd = [sys.executable, "-m", __name__, "--target", gpu.name, "--ptx-version", str(ptx_version),
-               "--config", json.dumps(dataclasses.asdict(config)), "--out", tmp] + (["--training"] if training else [])
+               "--config", json.dumps(dataclasses.asdict(config)), "--out", tmp,
+               "--only", ",".join(spec.name for spec in specs)] + (["--training"] if training else [])
         # stdout carries one JSON line per event: {"done": name} or {"error": message} (other lines, such as
         # Triton's own reports, are skipped); stderr goes to a log whose last line explains a crash. The child runs
         # in the temp dir so that `-m` cannot pick up a source checkout in the current directory.
@@ -225,12 +237,14 @@ def _compile_in_child(specs: list[KernelSpec], gpu: Target, config: KernelConfig
 
 
 def compile_kernels(target: str, config: KernelConfig, progress: Callable[[str], None] = lambda name: None,
-                    ptx_version: int = DEFAULT_PTX_VERSION, training: bool = False) -> list[CompiledKernel]:
-    """Every registered kernel for `config` (with `training`, the training-only ones too), compiled for `target`
-    ("sm_87") as PTX of ISA `ptx_version` (80 = 8.0) and its cubin; `progress(name)` after each kernel."""
+                    ptx_version: int = DEFAULT_PTX_VERSION, training: bool = False,
+                    only: Collection[str] | None = None) -> list[CompiledKernel]:
+    """Every registered kernel for `config` (with `training`, the training-only ones too; with `only`, just the
+    kernels of those names), compiled for `target` ("sm_87") as PTX of ISA `ptx_version` (80 = 8.0) and its cubin;
+    `progress(name)` after each kernel."""
     gpu = lookup_target(target)
     check_ptx_version(gpu, ptx_version)
-    specs = kernel_specs(config, training)
+    specs = _selected_specs(config, training, only)
     if specs and not all(isinstance(spec.fn, JITFunction) for spec in specs):
         raw = _compile_in_child(specs, gpu, config, ptx_version, training, progress)
     else:
@@ -259,11 +273,12 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--config", required=True, help="KernelConfig fields as JSON")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--training", action="store_true", help="the training-only kernels too")
+    parser.add_argument("--only", required=True, help="comma-separated names of the kernels to compile")
     args = parser.parse_args(argv)
     try:
         gpu = lookup_target(args.target)
         check_ptx_version(gpu, args.ptx_version)
-        for spec in kernel_specs(KernelConfig(**json.loads(args.config)), args.training):
+        for spec in _selected_specs(KernelConfig(**json.loads(args.config)), args.training, args.only.split(",")):
             products = _compile_raw(spec, gpu, args.ptx_version)
             (args.out / f"{spec.name}.ptx").write_text(products.pop("ptx"))
             (args.out / f"{spec.name}.cubin").write_bytes(products.pop("cubin"))

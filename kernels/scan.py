@@ -138,14 +138,31 @@ def lion_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor
     if y.numel() == 0:
         return y
     shape = ProblemShape(batch, heads, length, dk, dv)
-    num_scratch = torch.empty(batch, heads, length, dv, dtype=torch.float32, device=q.device)
-    den_scratch = torch.empty(batch, heads, dv_tiles(dv, _block_dv(dv)), length, dtype=torch.float32,
-                              device=q.device)
-    _lion_scan_fwd[_grid(shape)](
-        q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(), length,
-        y, num_scratch, den_scratch, **_constexprs(dk, dv, normalize, eps), num_warps=_NUM_WARPS,
-        num_stages=_NUM_STAGES)
+    scratch = {name: torch.empty(size, dtype=torch.float32, device=q.device)
+               for name, size in scratch_shapes(shape).items()}
+    launch_scan(q.contiguous(), k.contiguous(), v.contiguous(), a.contiguous(), y, scratch["num_scratch"],
+                scratch["den_scratch"], normalize=normalize, eps=eps)
     return y
+
+
+def scratch_shapes(shape: ProblemShape) -> dict[str, tuple[int, ...]]:
+    """The fp32 scratch buffers one launch needs, by argument name (a TensorRT plugin carves them out of its
+    workspace instead of allocating)."""
+    _check_head_dims(shape.dk, shape.dv)
+    return {arg.name: arg.shape(shape) for arg in scan_node_arguments("fp32", _block_dv(shape.dv))
+            if arg.name.endswith("_scratch")}
+
+
+def launch_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, y: torch.Tensor,
+                num_scratch: torch.Tensor, den_scratch: torch.Tensor, *, normalize: bool, eps: float) -> None:
+    """Launch the kernel on the current stream into caller-owned buffers, all contiguous and already checked
+    (`lion_scan` checks; TensorRT's plugin has its types and shapes fixed by the engine): y and both scratch
+    buffers (`scratch_shapes`) are written, nothing is allocated."""
+    batch, heads, length, dk = q.shape
+    dv = v.shape[-1]
+    _lion_scan_fwd[_grid(ProblemShape(batch, heads, length, dk, dv))](
+        q, k, v, a, length, y, num_scratch, den_scratch, **_constexprs(dk, dv, normalize, eps),
+        num_warps=_NUM_WARPS, num_stages=_NUM_STAGES)
 
 
 def aot_specs(config: KernelConfig) -> list[KernelSpec]:

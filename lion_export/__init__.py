@@ -17,6 +17,7 @@ _EXPORTS = {
     "VARIANTS": "variants", "get_variant": "variants",
     "CheckpointError": "checkpoint", "save_checkpoint": "checkpoint", "save_safetensors": "checkpoint",
     "load_checkpoint": "checkpoint", "load_state_dict_file": "checkpoint", "checkpoint_sha256": "checkpoint",
+    "read_model": "public_checkpoint", "ReadOptions": "public_checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -25,7 +25,10 @@ def _default_mode() -> int:
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:       # name the user's path, not the temporary file's
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

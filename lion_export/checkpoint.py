@@ -157,10 +157,13 @@ def _check_header(path: Path, obj: object) -> Mapping[str, Any]:
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a lion-export checkpoint dict")
     if obj.get("format") != FORMAT:
         if _is_state_dict(obj):
-            raise CheckpointError(f"{path}: is a plain state_dict without a model config; load it with "
+            raise CheckpointError(f"{path}: is a plain state_dict without a model config; read it with "
+                                  "lion_export.read_model(path) (the architecture inferred, as the CLI does) or "
                                   "lion_export.load_state_dict_file(path, preset, ...)")
+        hint = ("; a training checkpoint with 'model' / 'model_ema' weights reads with lion_export.read_model"
+                if any(key in obj for key in ("model", "model_ema", "state")) else "")
         raise CheckpointError(f"{path}: not a lion-export checkpoint (no 'format': {FORMAT!r} entry; "
-                              f"top-level keys: {_one_line(sorted(map(str, obj))[:6], 80)})")
+                              f"top-level keys: {_one_line(sorted(map(str, obj))[:6], 80)}){hint}")
     if obj.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported format_version {obj.get('format_version')!r} "
                               f"(this version reads {FORMAT_VERSION})")
@@ -168,7 +171,16 @@ def _check_header(path: Path, obj: object) -> Mapping[str, Any]:
 
 
 def _load_torch(path: Path, allow_pickle: bool) -> nn.Module:
-    obj = _torch_load(path, allow_pickle)
+    return _model_from_loaded(path, _torch_load(path, allow_pickle))
+
+
+def is_lion_export_checkpoint(obj: object) -> bool:
+    """True for what torch.load returns on a file save_checkpoint wrote (any format_version)."""
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
+def _model_from_loaded(path: Path, obj: object) -> nn.Module:
+    """The model of an already torch.load'ed lion-export checkpoint (or a whole pickled module)."""
     if isinstance(obj, nn.Module):                                           # only reachable with allow_pickle
         return obj.eval()
     checkpoint = _check_header(path, obj)
@@ -193,14 +205,20 @@ def _load_safetensors(path: Path, config_path: Path | None) -> nn.Module:
     if not config_path.is_file():
         raise CheckpointError(f"{path}: needs its model config JSON; expected {config_path} "
                               "(or pass config_path=...)")
+    header = read_config_json(config_path)
+    tensors = _read_safetensors(_existing_file(path))
+    return _build(path, header, tensors)
+
+
+def read_config_json(config_path: Path) -> object:
+    """The model config in a JSON file: save_safetensors' {"format", "format_version", "config"} or a bare dict."""
     try:
         header = json.loads(config_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{config_path}: not a readable JSON config: {_one_line(error, 100)}") from None
     if isinstance(header, Mapping) and "config" in header:
         header = _check_header(config_path, header)["config"]
-    tensors = _read_safetensors(_existing_file(path))
-    return _build(path, header, tensors)
+    return header
 
 
 def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False,
@@ -219,11 +237,14 @@ def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False,
     return _load_torch(path, allow_pickle)
 
 
-def _unwrap_state_dict(path: Path, obj: object) -> dict[str, torch.Tensor]:
-    """The tensors of a training script's file: the dict itself, or under 'model' / 'state_dict' (DeiT and
-    Lightning save {"model": ..., "optimizer": ..., "args": ...}); a DataParallel 'module.' prefix is dropped."""
+def _unwrap_state_dict(path: Path, obj: object, weights: str = "model") -> dict[str, torch.Tensor]:
+    """The tensors of a training script's file: the dict itself, or under `weights` ('model' or 'model_ema') /
+    'state_dict' (DeiT and Lightning save {"model": ..., "optimizer": ..., "args": ...}); a DataParallel 'module.'
+    prefix is dropped."""
     if isinstance(obj, Mapping) and not _is_state_dict(obj):
-        for key in ("model", "state_dict", "model_state_dict"):
+        if weights != "model" and not _is_state_dict(obj.get(weights)):
+            raise CheckpointError(f"{path}: has no {weights!r} state_dict")
+        for key in (weights, "state_dict", "model_state_dict"):
             if _is_state_dict(obj.get(key)):
                 obj = obj[key]
                 break
@@ -234,12 +255,14 @@ def _unwrap_state_dict(path: Path, obj: object) -> dict[str, torch.Tensor]:
 
 
 def load_state_dict_file(path: str | os.PathLike, preset: str, *, allow_pickle: bool = False,
-                         **overrides: Any) -> nn.Module:
+                         weights: str = "model", **overrides: Any) -> nn.Module:
     """Load a bare state_dict (e.g. trained with the public LION code) into create_model(preset, **overrides).
 
     The file holds only weights, so the architecture comes from the preset and overrides, which must match the
     training run (e.g. load_state_dict_file("lion_s_tiny.pth", "vit-tiny", mask="selective", pos_embed=False)).
+    weights: which entry of a training checkpoint to take, "model" or "model_ema".
     Names and shapes must match exactly (strict=True); a mismatch is a CheckpointError listing examples.
+    lion_export.read_model(path) infers the architecture instead.
     Equivalent by hand: `model = create_model(...); model.load_state_dict(sd, strict=True)`.
     """
     path = _existing_file(Path(path))
@@ -251,7 +274,7 @@ def load_state_dict_file(path: str | os.PathLike, preset: str, *, allow_pickle: 
         tensors = _read_safetensors(path)
     else:
         obj = _torch_load(path, allow_pickle)
-        tensors = _unwrap_state_dict(path, obj.state_dict() if isinstance(obj, nn.Module) else obj)
+        tensors = _unwrap_state_dict(path, obj.state_dict() if isinstance(obj, nn.Module) else obj, weights)
     _check_tensors(path, model, tensors)
     model.load_state_dict(tensors, strict=True)
     return model.eval()

@@ -2,7 +2,8 @@
 
 A variant is fixed by its decay (LION-REFERENCE.md, "The three published variants"): none (LION-LIT), one learnt
 scalar per head (LION-D) or one value per token and head (LION-S). Adding a variant means adding a row here and
-teaching `LionAttention` its decay; nothing else may keep its own list.
+teaching `LionAttention` its decay; nothing else may keep its own list. The natural-order models (LION-D♮,
+LION-S♮) are LION-D / LION-S run over two token orders, so they are a model option (`natural=True`), not a row.
 """
 from __future__ import annotations
 

@@ -29,3 +29,37 @@ def reference_attention(q, k, v, log_decay=None, normalize=True, eps=1e-6):
     if normalize:
         out = out / (scores.sum(-1, keepdim=True) + eps)
     return out
+
+
+def reference_natural_attention(q, k, v, log_decay_1, log_decay_2, rows, cols, eps=1e-6):
+    """float64 LION-D♮ / LION-S♮ straight from the definition: the two snake walks written out as lists, the LION
+    mask built in each walk's order one entry at a time, mapped back to natural order, averaged, then normalised.
+
+    q, k, v (B, H, L, d) in natural order (class token, then patches row-major), L = rows * cols + 1; each log
+    decay None, (H,) or (B, H, L) in natural order.
+    """
+    q, k, v = (x.detach().to(torch.float64) for x in (q, k, v))
+    batch, heads, length, _ = q.shape
+    assert length == rows * cols + 1
+    walk_rows, walk_cols = [0], [0]
+    for r in range(rows):
+        walk_rows += [1 + r * cols + c for c in (range(cols) if r % 2 == 0 else reversed(range(cols)))]
+    for c in range(cols):
+        walk_cols += [1 + r * cols + c for r in (range(rows) if c % 2 == 0 else reversed(range(rows)))]
+    mask = torch.zeros(batch, heads, length, length, dtype=torch.float64)
+    for walk, log_decay in ((walk_rows, log_decay_1), (walk_cols, log_decay_2)):
+        if log_decay is None:
+            a = torch.zeros(batch, heads, length, dtype=torch.float64)
+        else:
+            a = log_decay.detach().to(torch.float64)
+            a = a.view(1, heads, 1).expand(batch, heads, length) if a.dim() == 1 else a
+        lam = a.exp()
+        position = {token: p for p, token in enumerate(walk)}
+        for t in range(length):
+            for u in range(length):
+                i, j = position[t], position[u]          # query t, key u, at positions i, j of this walk
+                between = walk[j:i] if j < i else walk[i + 1:j + 1]
+                mask[:, :, t, u] += lam[:, :, between].prod(-1)
+    mask = mask / 2
+    scores = (q @ k.transpose(-1, -2)) * mask
+    return (scores @ v) / (scores.sum(-1, keepdim=True) + eps)

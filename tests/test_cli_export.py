@@ -163,7 +163,6 @@ def _bad_cases(tmp_path: Path) -> dict[str, list[str]]:
         "non-integer chunk size": [good, "--chunk-size", "big"],
         "opset too old": [good, "--opset", "17"],
         "opset unknown to onnx": [good, "--opset", "99"],
-        "output directory missing": [good, "-o", tmp_path / "nowhere" / "m.onnx"],
         "output parent is a file": [good, "-o", tmp_path / "a_file" / "m.onnx"],
         "output is a directory": [good, "-o", tmp_path / "a_dir"],
         "unknown dtype": [good, "--dtype", "bf16"],
@@ -184,6 +183,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("lion-export: error: "), (name, result.stderr)
         assert "Traceback" not in result.output + result.stderr, name
         assert _files(tmp_path) | {p.name for p in (tmp_path / "a_dir").iterdir()} == before, name
+
+
+def test_missing_output_directories_are_created(tmp_path):
+    checkpoint = _checkpoint(tmp_path, "encoder-tiny", **TEXT)
+    result = _run(checkpoint, "-o", tmp_path / "out" / "sub" / "m.onnx", "--no-verify", "--seq-len", TRACE_LEN)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert _files(tmp_path / "out" / "sub") == {"m.onnx"}
+
+
+def test_an_unwritable_output_names_the_users_path_not_a_temporary_file(tmp_path):
+    checkpoint = _checkpoint(tmp_path, "encoder-tiny", **TEXT)
+    result = _run(checkpoint, "-o", "/proc/m.onnx", "--no-verify")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "lion-export: error: cannot write /proc/m.onnx: No such file or directory"
 
 
 def test_debug_shows_the_exception(tmp_path):

@@ -19,7 +19,7 @@ from ..variants import get_variant
 
 def model_variants(model: nn.Module) -> list[str]:
     """Display names of the LION variants the model's mixers use, in order of first appearance."""
-    names = [m.variant.display_name for m in model.modules() if isinstance(m, LionAttention)]
+    names = [m.display_name for m in model.modules() if isinstance(m, LionAttention)]
     if not names and hasattr(getattr(model, "config", None), "mask"):
         names = [get_variant(model.config.mask).display_name]
     return list(dict.fromkeys(names))

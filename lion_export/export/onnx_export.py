@@ -9,7 +9,8 @@ an external file until the end, so a failure leaves nothing and a > 2 GiB model 
 
 Forms in the graph: "chunked" and "parallel" are the torch forms traced as they are: standard ops only, the
 chunk count derived from the dynamic L (lion_export/forms/chunked.py is loop-free for that). "recurrent" routes
-every mixer to one `lion.SelectiveScan` node backed by a model-local function (selective_scan.py).
+every LION pass to one `lion.SelectiveScan` node (one per mixer, two per natural-order mixer, the token
+permutations of its two walks as Gather nodes around them) backed by a model-local function (selective_scan.py).
 In fp16 the whole model is fp16 except inside the LION mixers, which compute in fp32 (explicit Casts), so the
 decay prefix sums and their exponentials never run in fp16.
 """
@@ -69,8 +70,10 @@ def _check_target(path: Path) -> None:
     if path.is_dir():
         raise ExportError(f"output path {path} is a directory; give a file name such as {path / 'model.onnx'}")
     parent = path.parent
-    if not parent.is_dir():
-        raise ExportError(f"output directory {parent} does not exist")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)    # as `--report new/dir/r.json` does: create what is missing
+    except OSError as error:
+        raise ExportError(f"cannot create the output directory {parent}: {error.strerror or error}") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"output directory {parent} is not writable")
 
@@ -129,8 +132,9 @@ def _convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
                           f"{str(error).strip().splitlines()[-1]}") from None
 
 
-def _mixer_count(model: nn.Module) -> int:
-    return sum(isinstance(m, LionAttention) for m in model.modules())
+def _pass_count(model: nn.Module) -> int:
+    """LION passes in the model: one per mixer, two per natural-order mixer (one scan per walk)."""
+    return sum(m.passes for m in model.modules() if isinstance(m, LionAttention))
 
 
 def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None:
@@ -148,10 +152,11 @@ def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None
 def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, mode: str) -> None:
     if mode == "recurrent":
         scans = [node for node in proto.graph.node if node.op_type == OP_TYPE and node.domain == DOMAIN]
-        mixers = _mixer_count(model)
-        if len(scans) != mixers:
-            raise ExportError(f"recurrent export produced {len(scans)} {DOMAIN}.{OP_TYPE} nodes for {mixers} LION "
-                              "mixers; every mixer must become exactly one node")
+        passes = _pass_count(model)
+        if len(scans) != passes:
+            raise ExportError(f"recurrent export produced {len(scans)} {DOMAIN}.{OP_TYPE} nodes for {passes} LION "
+                              "passes; every pass (one per mixer, two per natural-order mixer) must become exactly "
+                              "one node")
         for index, node in enumerate(scans):                      # names TensorRT's layer list will show
             node.name = f"{OP_TYPE}_{index}"
         attach_selective_scan_function(proto)
@@ -220,7 +225,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     work = _prepare(model, mode, chunk_size, dtype)
     signature = graph_signature(work, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as error:        # e.g. /proc, a read-only mount that os.access does not see as such
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         report("tracing with torch.onnx")
         proto = _trace(work, signature, mode, staging)

@@ -65,6 +65,12 @@ def _use_triton(form: str, backend: str, q: torch.Tensor, needs_grad: bool) -> b
     return q.is_cuda and q.dtype != torch.float64 and not (form == "recurrent" and needs_grad)
 
 
+def _is_eager() -> bool:
+    """True outside tracing, export and compilation: where a data-dependent input check is possible and cheap."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch.onnx.is_in_onnx_export())
+
+
 def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor | None = None,
                    *, form: str = "parallel", chunk_size: int = 64, normalize: bool = True, eps: float = 1e-6,
                    backend: str = "auto") -> torch.Tensor:
@@ -79,6 +85,9 @@ def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay:
         raise ValueError(f"expected q, k (B, H, L, dk) and v (B, H, L, dv); got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     batch, heads, length, _ = q.shape
+    if log_decay is not None and _is_eager() and bool((log_decay > 0).any()):
+        raise ValueError(f"log_decay must be <= 0 (the log of a decay in (0, 1]); got a maximum of "
+                         f"{log_decay.max().item():.3g}: pass log(lambda), not lambda")
     a = expand_log_decay(log_decay, batch, heads, length, like=q)
     override = _form_overrides.get(form)
     if override is not None:

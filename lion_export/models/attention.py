@@ -11,6 +11,9 @@ Parameter names are the public ones so their state_dicts load with strict=True. 
 `lion_export.lion_attention`; this module only builds q, k, v and the log decays, and owns the current form.
 
 Unlike the public vision code, the LION-S decay is never detached: gradients reach `a_i` / `Wa_i`.
+
+natural=True (vision only, LION-D / LION-S): the natural-order variants LION-D♮ / LION-S♮ with a second decay
+`a2_i` of the same kind as `a_i` (the public name), computed as two passes (natural_order.py).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from torch import nn
 
 from ..forms import FORMS, lion_attention
 from ..variants import get_variant
+from .natural_order import natural_attention
 
 CONVENTIONS = ("vision", "mlm")
 
@@ -51,10 +55,12 @@ class LionAttention(nn.Module):
 
     mask: a variant key of lion_export.variants ("lit", "decay", "selective").
     convention: "vision" or "mlm" (see the module docstring); layer_norm_after applies to "mlm" only.
+    natural: the two-walk natural-order variant (vision, LION-D / LION-S); forward then needs the patch grid.
     """
 
     def __init__(self, dim: int, num_heads: int, mask: str = "lit", *, convention: str = "vision",
-                 form: str = "parallel", chunk_size: int = 64, layer_norm_after: bool = False) -> None:
+                 form: str = "parallel", chunk_size: int = 64, layer_norm_after: bool = False,
+                 natural: bool = False) -> None:
         super().__init__()
         if dim <= 0 or num_heads <= 0 or dim % num_heads:
             raise ValueError(f"dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
@@ -64,6 +70,10 @@ class LionAttention(nn.Module):
             raise ValueError("layer_norm_after belongs to the 'mlm' convention only")
         _check_form(form, chunk_size)
         self.variant = get_variant(mask)
+        if natural and (convention != "vision" or self.variant.decay == "none"):
+            raise ValueError("natural order needs the 'vision' convention and a decay (LION-D or LION-S), got "
+                             f"{self.variant.display_name} in the {convention!r} convention")
+        self.natural = natural
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.convention = convention
         self.form, self.chunk_size = form, chunk_size
@@ -78,6 +88,8 @@ class LionAttention(nn.Module):
                 self.a_i = nn.Parameter(torch.randn(num_heads))
             elif decay == "per_token":
                 self.a_i = nn.Linear(dim, num_heads)
+            if natural:
+                self.a2_i = nn.Parameter(torch.randn(num_heads)) if decay == "per_head" else nn.Linear(dim, num_heads)
         else:
             self.query = nn.Linear(dim, dim)
             self.key = nn.Linear(dim, dim)
@@ -88,12 +100,26 @@ class LionAttention(nn.Module):
             elif decay == "per_token":
                 self.Wa_i = nn.Linear(dim, num_heads)
 
+    @property
+    def passes(self) -> int:
+        """LION passes per forward call: 2 for the natural-order variants, else 1 (one `lion.SelectiveScan` each)."""
+        return 2 if self.natural else 1
+
+    @property
+    def display_name(self) -> str:
+        """"LION-S", or "LION-S natural" for LION-S♮."""
+        return f"{self.variant.display_name} natural" if self.natural else self.variant.display_name
+
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, num_heads={self.num_heads}, mask={self.variant.key!r}, "
-                f"convention={self.convention!r}, form={self.form!r}, chunk_size={self.chunk_size}")
+                f"convention={self.convention!r}, form={self.form!r}, chunk_size={self.chunk_size}"
+                + (", natural=True" if self.natural else ""))
 
-    def log_decay(self, x: torch.Tensor) -> torch.Tensor | None:
-        """log lambda: None (LIT), (H,) (D) or (B, H, L) (S), in fp32, from the mixer input x (B, L, dim).
+    def log_decay(self, x: torch.Tensor, param: nn.Module | nn.Parameter | None = None) -> torch.Tensor | None:
+        """log lambda: None (LIT), (H,) (D) or (B, H, L) (S), from the mixer input x (B, L, dim); param: the decay
+        parameter to use (default: the first, a_i / ai / Wa_i; a2_i for the natural order's second walk).
+
+        Computed in fp32, or fp64 in a fp64 model (so a fp64 model is exact to fp64, decays included).
 
         log(sigmoid(a)) and log(1 - sigmoid(z)) = logsigmoid(-z) are formed with logsigmoid, which stays finite
         and accurate where lambda is tiny (there 1 - sigmoid(z) rounds to 0 in fp32, the public vision code's
@@ -103,13 +129,14 @@ class LionAttention(nn.Module):
         decay = self.variant.decay
         if decay == "none":
             return None
-        if self.convention == "vision":
+        if param is None and self.convention == "vision":
             param = self.a_i
-        else:
+        elif param is None:
             param = self.ai if decay == "per_head" else self.Wa_i
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         if decay == "per_head":
-            return F.logsigmoid(param.float())
-        log_decay = F.logsigmoid(-param(x).float()).transpose(1, 2)           # (B, H, L)
+            return F.logsigmoid(param.to(dtype))
+        log_decay = F.logsigmoid(-param(x).to(dtype)).transpose(1, 2)         # (B, H, L)
         if self.convention == "vision":
             # the class token's own decay is never used in the public vision code: lambda_0 := 1
             log_decay = torch.cat([torch.zeros_like(log_decay[..., :1]), log_decay[..., 1:]], dim=-1)
@@ -119,9 +146,11 @@ class LionAttention(nn.Module):
         """(B, L, dim) -> (B, H, L, head_dim)."""
         return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                grid: tuple[int, int] | None = None) -> torch.Tensor:
         """x (B, L, dim) -> (B, L, dim). attention_mask (B, L): 1 = token, 0 = padding; padded tokens are
-        removed as keys (their k and v are zeroed), which is exact in every form."""
+        removed as keys (their k and v are zeroed), which is exact in every form.
+        grid: (rows, cols) of patches, L = rows * cols + 1 (natural order only; default: a square grid)."""
         if self.convention == "vision":
             # (B, L, 3*dim) -> (3, B, H, L, head_dim), the public layout of the fused qkv weight
             q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
@@ -132,14 +161,26 @@ class LionAttention(nn.Module):
         if attention_mask is not None:
             keep = attention_mask.to(k.dtype)[:, None, :, None]
             k, v = k * keep, v * keep
-        out = lion_attention(q, k, v, self.log_decay(x), form=self.form, chunk_size=self.chunk_size,
-                             normalize=self.convention == "vision", eps=1e-6)
+        if self.natural:
+            out = natural_attention(q, k, v, (self.log_decay(x), self.log_decay(x, self.a2_i)),
+                                    grid or _square_grid(x.shape[1]), form=self.form, chunk_size=self.chunk_size)
+        else:
+            out = lion_attention(q, k, v, self.log_decay(x), form=self.form, chunk_size=self.chunk_size,
+                                 normalize=self.convention == "vision", eps=1e-6)
         out = out.transpose(1, 2).flatten(2)
         if self.convention == "vision":
             return self.proj(out)
         if self.layer_norm is not None:
             out = self.layer_norm(out)
         return out
+
+
+def _square_grid(tokens: int) -> tuple[int, int]:
+    side = math.isqrt(tokens - 1)
+    if side * side != tokens - 1:
+        raise ValueError(f"natural order over {tokens} tokens needs the patch grid: pass grid=(rows, cols) "
+                         "(only a square grid, rows * rows + 1 tokens, is implied)")
+    return side, side
 
 
 def set_form(module: nn.Module, form: str, chunk_size: int | None = None) -> nn.Module:

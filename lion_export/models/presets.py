@@ -5,6 +5,7 @@ Presets:
                                     patch 16, 224 px (197 tokens with the class token), 1000 classes.
   encoder-tiny                    : BERT-tiny's size (dim 128, depth 2, heads 2).
   encoder-base                    : BERT-base's size (dim 768, depth 12, heads 12).
+  encoder-large                   : BERT-large's size (dim 1024, depth 24, heads 16; the public LION MLM's large).
   Both encoders: vocabulary 30522 (BERT uncased WordPiece), max_len 512, MLP ratio 4, MLM head on.
 Every field of the model's config can be overridden by keyword (mask, depth, img_size, vocab_size, form, ...).
 """
@@ -24,6 +25,7 @@ PRESETS: dict[str, tuple[type[ModelConfig], dict[str, Any]]] = {
     "vit-base": (VisionConfig, {"dim": 768, "depth": 12, "num_heads": 12}),
     "encoder-tiny": (TextConfig, {"dim": 128, "depth": 2, "num_heads": 2}),
     "encoder-base": (TextConfig, {"dim": 768, "depth": 12, "num_heads": 12}),
+    "encoder-large": (TextConfig, {"dim": 1024, "depth": 24, "num_heads": 16}),
 }
 
 _MODELS: dict[str, tuple[type[ModelConfig], type[nn.Module]]] = {

@@ -1,6 +1,6 @@
 """The LION text encoder: a BERT-style encoder whose token mixer is LION in the public MLM convention.
 
-Layout (post-norm, as BERT and the public LION MLM model): token + position embeddings -> LayerNorm ->
+Layout (post-norm, as BERT and the public LION MLM model): token [+ position] [+ token type] embeddings -> LayerNorm ->
 N blocks [x = norm1(x + attn_proj(attn(x))); x = norm2(x + mlp(x))] -> optional MLM head (dense, GELU,
 LayerNorm, decoder to the vocabulary). The mixer's own parameter names (query, key, value, ai, Wa_i,
 layer_norm) are the public ones; the rest of the encoder is ours.
@@ -37,6 +37,13 @@ class TextConfig(ModelConfig):
     max_len: int = 512
     mlm_head: bool = True
     layer_norm_after: bool = False
+    pos_embed: bool = True
+    type_vocab_size: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.type_vocab_size < 0:
+            raise ValueError(f"config field 'type_vocab_size' must be >= 0, got {self.type_vocab_size}")
 
     def _positive_fields(self) -> tuple[str, ...]:
         return (*super()._positive_fields(), "vocab_size", "max_len")
@@ -82,7 +89,8 @@ class LionTextEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.token_embed = nn.Embedding(config.vocab_size, config.dim)
-        self.pos_embed = nn.Embedding(config.max_len, config.dim)
+        self.pos_embed = nn.Embedding(config.max_len, config.dim) if config.pos_embed else None
+        self.type_embed = nn.Embedding(config.type_vocab_size, config.dim) if config.type_vocab_size else None
         self.embed_norm = nn.LayerNorm(config.dim, eps=_LAYER_NORM_EPS)
         self.blocks = nn.ModuleList(TextBlock(config) for _ in range(config.depth))
         self.head = MlmHead(config.dim, config.vocab_size) if config.mlm_head else None
@@ -96,7 +104,9 @@ class LionTextEncoder(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """token_type_ids (B, L): BERT segments (models with type_vocab_size > 0; default all segment 0)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
         if attention_mask is not None and attention_mask.dim() != 2:
@@ -104,8 +114,12 @@ class LionTextEncoder(nn.Module):
         # eager only: under torch.export this comparison would pin the symbolic sequence length to <= max_len
         if not torch.compiler.is_exporting() and input_ids.shape[1] > self.config.max_len:
             raise ValueError(f"sequence of {input_ids.shape[1]} tokens is longer than max_len={self.config.max_len}")
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.embed_norm(self.token_embed(input_ids) + self.pos_embed(positions))
+        x = self.token_embed(input_ids)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(torch.arange(input_ids.shape[1], device=input_ids.device))
+        if self.type_embed is not None:
+            x = x + (self.type_embed.weight[0] if token_type_ids is None else self.type_embed(token_type_ids))
+        x = self.embed_norm(x)
         for block in self.blocks:
             x = block(x, attention_mask)
         return x if self.head is None else self.head(x)

@@ -5,6 +5,8 @@ LION-REFERENCE.md, so a state_dict trained there loads here with strict=True and
 patch_embed.proj (Conv2d, kernel = stride = patch) -> class token ALWAYS prepended -> + pos_embed (optional)
 -> pre-norm blocks (x + attn(norm1(x)); x + mlp(norm2(x)), GELU MLP) -> norm -> class token or mean over all
 N+1 tokens -> head. LayerNorms use eps 1e-6. Dropout / drop-path are training-only and left out.
+natural=True is the public `order='S'` model (LION-D♮ / LION-S♮): each mixer also has `a2_i` and sees the patch
+grid, which the model reads off the image size (so it runs at any size its position embedding allows).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class VisionConfig(ModelConfig):
     num_classes: int = 1000
     pos_embed: bool = True
     cls_pooling: bool = False
+    natural: bool = False
 
     def _positive_fields(self) -> tuple[str, ...]:
         return (*super()._positive_fields(), "img_size", "patch_size", "in_chans", "num_classes")
@@ -39,6 +42,8 @@ class VisionConfig(ModelConfig):
         super().__post_init__()
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size ({self.img_size}) must be a multiple of patch_size ({self.patch_size})")
+        if self.natural and self.mask == "lit":
+            raise ValueError("natural order needs a decay: mask 'decay' (LION-D) or 'selective' (LION-S), not 'lit'")
 
     @property
     def num_patches(self) -> int:
@@ -110,12 +115,13 @@ class VisionBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.dim, eps=1e-6)
         self.attn = LionAttention(config.dim, config.num_heads, config.mask, convention="vision",
-                                  form=config.form, chunk_size=config.chunk_size)
+                                  form=config.form, chunk_size=config.chunk_size, natural=config.natural)
         self.norm2 = nn.LayerNorm(config.dim, eps=1e-6)
         self.mlp = Mlp(config.dim, int(config.dim * config.mlp_ratio))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """grid: the (rows, cols) of patches behind the tokens (used by the natural order only)."""
+        x = x + self.attn(self.norm1(x), grid=grid)
         return x + self.mlp(self.norm2(x))
 
 
@@ -149,12 +155,14 @@ class LionVisionTransformer(nn.Module):
         # eager only: under torch.export the size checks would add guards that specialise dynamic H / W
         if not torch.compiler.is_exporting():
             check_image_shape(self.config, images.shape)
+        patch = self.config.patch_size
+        grid = (images.shape[2] // patch, images.shape[3] // patch)
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         if self.pos_embed is not None:
             x = x + self.pos_embed
         for block in self.blocks:
-            x = block(x)
+            x = block(x, grid)
         x = self.norm(x)
         pooled = x[:, 0] if self.config.cls_pooling else x.mean(dim=1)
         return self.head(pooled)

@@ -83,6 +83,10 @@ def default_image_token_counts(trace_len: int, chunk_size: int) -> list[int]:
     return [trace_len, other, uneven]
 
 
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else f"{noun}s"
+
+
 def _batches(spec: InputSpec, batch: int) -> list[int]:
     if isinstance(spec.shape[0], int):
         return [spec.shape[0]]
@@ -109,7 +113,8 @@ def _vision_cases(config, specs: list[InputSpec], meta: dict, seq_lens: list[int
                              f"it cannot be verified at lengths {seq_lens}")
         batches = _batches(image, batch)
         notes.append(f"sequence length fixed at {trace} tokens ({height}x{width} images) by "
-                     f"{reason}: verified at batch sizes {', '.join(map(str, batches))} instead")
+                     f"{reason}, so the batch size varies instead ({_plural(len(batches), 'batch size')} "
+                     f"{', '.join(map(str, batches))})")
         return "batch", [Case(f"B={b} L={trace}", trace, b, make_image_feed(image, b, height, width, rng))
                          for b in batches]
     lengths = seq_lens or default_image_token_counts(_meta_int(meta, "trace_seq_len") or trace,
