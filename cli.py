@@ -182,17 +182,21 @@ def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the parity report as JSON here (and an error histogram PNG next to it).")
+@click.option("--engine", "engine_path", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="After a passing verification, also build a TensorRT engine (default path: the .onnx with the "
+                   "suffix .engine), as `lion-export build` does with its defaults.")
 @_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
                    batch: str, seq_len: str | None, static: bool, no_verify: bool, report_path: Path | None,
-                   reading: Any, quiet: bool, debug: bool) -> None:
+                   engine_path: str | None, reading: Any, quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
     lion-export model.pt --mode recurrent
     lion-export model.pt --mode chunked --chunk-size 64 -o out/model.onnx --dtype fp16
+    lion-export model.pt --mode recurrent --engine          # export, verify, build model.engine
     """
     from rich.console import Console
 
@@ -210,6 +214,9 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     batch_size = _positive_int("--batch", batch)
     length = _positive_int("--seq-len", seq_len)
     output = checkpoint.with_suffix(".onnx") if output is None else output
+    engine = None if engine_path is None else (Path(engine_path) if engine_path else output.with_suffix(".engine"))
+    if engine is not None:
+        _check_engine_target(engine)
     console = Console(stderr=True, quiet=quiet)
     try:
         target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
@@ -229,9 +236,13 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     if no_verify:
         if quiet:
             click.echo(f"wrote {output} (not verified)")
-        return
-    _verify_and_report(lambda: model, output, report_path, quiet, debug, quiet_line="wrote {file}; parity {verdict}",
-                       batch=batch_size)
+    else:
+        _verify_and_report(lambda: model, output, report_path, quiet, debug,
+                           quiet_line="wrote {file}; parity {verdict}", batch=batch_size)
+    if engine is not None:
+        from lion_export.engine.build import BuildOptions
+
+        _build_and_report(output, engine, BuildOptions(), quiet, debug)
 
 
 def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_path: Path | None, quiet: bool,
@@ -306,6 +317,145 @@ def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str
                        atol=bounds["--atol"], rtol=bounds["--rtol"], inputs=inputs, optimization=optimization)
 
 
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _check_engine_target(path: Path) -> None:
+    """Refuse an engine path that could not be written before exporting or building, not after."""
+    from lion_export.engine.build import check_output_path
+
+    try:
+        check_output_path(path, "--engine")
+    except ValueError as exc:
+        _bad_input(_one_line(exc))
+
+
+def _build_and_report(onnx_file: Path, engine_path: Path, options: Any, quiet: bool, debug: bool) -> None:
+    """Build the engine (lion_export.engine.build) and print its summary; exit 2 on bad input or a missing
+    TensorRT, 1 when TensorRT fails on a file that passed every check."""
+    from rich.console import Console
+
+    from lion_export.engine.build import BuildError, build_engine
+    from lion_export.engine.progress import choose_display
+    from lion_export.engine.report import print_build_report
+
+    errors = Console(stderr=True)
+    if debug:
+        options.verbose_log = lambda line: errors.print(line, highlight=False, markup=False)
+    try:
+        report = build_engine(onnx_file, engine_path, options, choose_display(errors, quiet=quiet))
+    except (ValueError, OSError) as exc:      # GraphFileError, ProfileError, TargetError, BackendError, ParseError
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    except BuildError as exc:
+        if debug:
+            raise
+        click.echo(f"lion-export: error: {_one_line(exc)}", err=True)
+        raise SystemExit(1) from None
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("engine build", exc, debug)
+    if quiet:
+        click.echo(f"wrote {report.engine} ({report.backend} {report.version}, {report.engine_bytes / 2**20:.2f} MiB, "
+                   f"{report.build_seconds:.1f} s, {report.plugin_layers} plugin layers)")
+    else:
+        print_build_report(report, Console())
+
+
+@main.command("build")
+@click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine file (default: ONNX_FILE with the suffix .engine).")
+@click.option("--batch", metavar="MIN,OPT,MAX", help="Batch range of the engine (or one N); default 1,TRACE,8.")
+@click.option("--seq-len", metavar="MIN,OPT,MAX",
+              help="Tokens (default: 1, the trace length, max_len); vision models: images of that many tokens.")
+@click.option("--image-size", metavar="HxW,HxW,HxW",
+              help="Vision models without a position embedding: min, opt, max image (or one HxW).")
+@click.option("--arch", metavar="LIST", help="TensorRT-RTX targets, e.g. sm_86,sm_89 (default: every target an fp32 "
+                                             "graph builds for: sm_80,sm_86,sm_89,sm_120,sm_121).")
+@click.option("--no-plugin", is_flag=True, help="Inline the SelectiveScan local function instead of binding the "
+                                                "lion::SelectiveScan plugin (for runtimes without the plugin).")
+@click.option("--aot", "aot", is_flag=True, help="Standard TensorRT >= 10.9: bind the AOT plugin, whose PTX the "
+                                                 "engine embeds, so it runs under trtexec / C++ without Python.")
+@click.option("--kernels", "kernel_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="With --aot: `compile-kernels` folders to take the PTX from (else compiled now).")
+@click.option("--workspace", metavar="MiB", help="Builder workspace limit in MiB (default: TensorRT's).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Read / update this timing cache (standard TensorRT; TensorRT-RTX has none).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Build report JSON (default: beside the engine, MODEL.build.json).")
+@click.option("--quiet", is_flag=True, help="Print one line: the engine written.")
+@click.option("--debug", is_flag=True, help="Show TensorRT's log and tracebacks.")
+def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_len: str | None,
+                  image_size: str | None, arch: str | None, no_plugin: bool, aot: bool,
+                  kernel_dirs: tuple[Path, ...], workspace: str | None,
+                  timing_cache: Path | None, report_path: Path | None, quiet: bool, debug: bool) -> None:
+    """Build a TensorRT engine from a lion-export ONNX file (TensorRT-RTX builds without a GPU).
+
+    \b
+    lion-export build model.onnx                                  # -> model.engine + model.build.json
+    lion-export build model.onnx --seq-len 1,512,4096 --arch sm_89
+    """
+    from lion_export.engine.build import BuildOptions
+    from lion_export.engine.profiles import ProfileError, ProfileOptions, parse_image_sizes, parse_range
+
+    try:
+        profiles = ProfileOptions(batch=parse_range("--batch", batch), seq_len=parse_range("--seq-len", seq_len),
+                                  image_size=parse_image_sizes(image_size))
+    except ProfileError as exc:
+        _bad_input(_one_line(exc))
+    if kernel_dirs and not aot:
+        _bad_input("--kernels goes with --aot")
+    options = BuildOptions(profiles=profiles, arch=arch, use_plugin=not no_plugin,
+                           aot_kernels=tuple(kernel_dirs) if aot else None, workspace_mib=_positive_int("--workspace", workspace), timing_cache=timing_cache,
+                           report_path=report_path)
+    _build_and_report(onnx_file, onnx_file.with_suffix(".engine") if output is None else output, options, quiet,
+                      debug)
+
+
+@main.command("run")
+@click.argument("engine_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="inputs.npz with one array per engine input.")
+@click.option("--outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs here (.npz).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bool) -> None:
+    """Run a TensorRT engine on inputs.npz (needs a CUDA GPU and the TensorRT that built it)."""
+    import numpy as np
+
+    from lion_export.atomic import atomic_output
+    from lion_export.engine.build import check_output_path
+    from lion_export.engine.header import read_engine_header
+    from lion_export.engine.runner import TensorRTRunner
+    from lion_export.verify.inputs import load_inputs
+
+    try:
+        read_engine_header(engine_file)
+        if not inputs.is_file():
+            raise ValueError(f"inputs file {str(inputs)!r} does not exist")
+        if outputs is not None:
+            check_output_path(outputs, "--outputs")
+        with TensorRTRunner(engine_file) as runner:
+            results = runner.infer(load_inputs(inputs, runner.input_specs()))
+            described = runner.describe()
+        if outputs is not None:
+            with atomic_output(outputs) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **results)
+    except (ValueError, OSError) as exc:           # EngineFileError, RunnerUnavailable, InputsError
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("engine run", exc, debug)
+    click.echo(f"ran {described}")
+    for name, array in results.items():
+        values = array.astype(np.float64)
+        click.echo(f"{name}: {array.dtype.name}{list(array.shape)} min {values.min():.4g} max {values.max():.4g} "
+                   f"mean {values.mean():.4g}")
+    if outputs is not None:
+        click.echo(f"wrote {outputs}")
+
+
 @main.command("convert")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
@@ -342,11 +492,15 @@ def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bo
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
-    """Show an .onnx file's metadata, op histogram, dynamic axes, custom nodes and local functions."""
+    """Show an .onnx file's metadata, op histogram, dynamic axes, custom nodes and local functions; or, for a
+    TensorRT engine (.engine / .plan / .trt), what its header says (no GPU needed) and its build report."""
     import json
 
     from lion_export.inspect import OnnxFileError, print_summary, summarize
 
+    if onnx_file.suffix.lower() in ENGINE_SUFFIXES:
+        _inspect_engine(onnx_file, as_json, debug)
+        return
     try:
         summary = summarize(onnx_file)
     except (OnnxFileError, OSError) as exc:
@@ -357,6 +511,27 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary)
+
+
+def _inspect_engine(engine_file: Path, as_json: bool, debug: bool) -> None:
+    import json
+
+    from lion_export.engine.header import EngineFileError, read_engine_header
+    from lion_export.engine.report import print_engine_summary, read_build_report
+
+    try:
+        header = read_engine_header(engine_file)
+    except (EngineFileError, OSError) as exc:
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    build = read_build_report(engine_file)
+    if as_json:
+        click.echo(json.dumps({"header": header.to_dict(), "build_report": build}, indent=2))
+    else:
+        from rich.console import Console
+
+        print_engine_summary(header, build, Console())
 
 
 @main.command("compile-kernels")
@@ -418,6 +593,92 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
                    f"({len(kernel.hidden_params)} hidden, {len(kernel.stripped_params)} unused hidden dropped)")
     click.echo(f"wrote {len(kernels)} kernels for {gpu.name} (PTX {ptx_version_text(ptx)}) to {manifest_path.parent} "
                f"(see {manifest_path.name})")
+
+
+def _csv_option(text: str) -> tuple[str, ...]:
+    """"a,b,c" -> ("a", "b", "c"); validation is the command's (it knows the valid names)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@main.command("bench")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--modes", default="parallel,chunked,recurrent", show_default=True, help="LION forms to time.")
+@click.option("--backends", default="eager,onnxruntime,tensorrt", show_default=True,
+              help="Backends; an absent one (tensorrt without a GPU) is reported as skipped.")
+@click.option("--seq-lens", default="256,1024,4096,16384", show_default=True, help="Sequence lengths (tokens).")
+@click.option("--batch", default="1", show_default=True, metavar="N")
+@click.option("--dtype", default="fp32", show_default=True, metavar="DTYPE", help="fp32 or fp16.")
+@click.option("--threads", default="1", show_default=True, metavar="N",
+              help="CPU threads of every backend (1: the least noisy on a shared machine).")
+@click.option("--repeats", default="5", show_default=True, metavar="N", help="Timed runs per point (median kept).")
+@click.option("--warmup", default="2", show_default=True, metavar="N", help="Untimed runs before them.")
+@click.option("--timeout", "timeout_s", default="600", show_default=True, metavar="S",
+              help="Seconds one point may take before it is recorded as a timeout.")
+@click.option("--no-softmax", is_flag=True, help="Leave out the softmax-attention baseline.")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Directory for bench.json and bench.png.")
+@_checkpoint_options
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def bench_command(checkpoint: Path, modes: str, backends: str, seq_lens: str, batch: str, dtype: str, threads: str,
+                  repeats: str, warmup: str, timeout_s: str, no_softmax: bool, out_dir: Path, reading: Any,
+                  debug: bool) -> None:
+    """Latency and peak memory of CHECKPOINT's forms per backend vs sequence length: bench.json + bench.png.
+
+    \b
+    lion-export bench model.pt --seq-lens 256,1024,4096 --backends eager,onnxruntime --out results/
+    """
+    import sys
+    import time
+
+    from lion_export.bench import BenchError, BenchRequest, run_bench
+
+    warmup_runs = _int_option("--warmup", warmup)
+    request = BenchRequest(checkpoint=checkpoint, modes=_csv_option(modes),
+                           backends=_csv_option(backends),
+                           seq_lens=tuple(_parse_seq_lens(seq_lens)), batch=_positive_int("--batch", batch),
+                           dtype=dtype, threads=_positive_int("--threads", threads),
+                           repeats=_positive_int("--repeats", repeats), warmup=warmup_runs,
+                           point_timeout_s=float(_positive_int("--timeout", timeout_s)),
+                           softmax_baseline=not no_softmax, out=out_dir)
+    start = time.perf_counter()
+    bar = None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("bench {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       transient=True)
+
+    def progress(text: str, done: int, total: int) -> None:
+        if bar is None:
+            click.echo(f"[{done + (done < total)}/{total}] {text} ({time.perf_counter() - start:.0f} s)", err=True)
+            return
+        if not bar.tasks:
+            bar.start()
+            bar.add_task(text, total=total)
+        bar.update(bar.tasks[0].id, completed=done, description=text)
+
+    try:
+        request.check()
+        model = _read_checkpoint(checkpoint, reading, quiet=False)
+        document = run_bench(request, progress, model=model)
+    except (BenchError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("bench", exc, debug)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for series in document["series"]:
+        cells = []
+        for point in (p for p in document["points"] if p["series"] == series["series"]):
+            value = (f"{point['median_ms']:.1f} ms / {point['peak_mib']:.0f} MiB" if point["status"] == "ok"
+                     else point["status"])
+            cells.append(f"L={point['seq_len']}: {value}")
+        reason = f" (skipped: {series['skipped']})" if series["skipped"] else ""
+        click.echo(f"{series['series']:<22} " + ("; ".join(cells) if not reason else reason.strip()))
+    click.echo(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'} in {document['seconds']:.0f} s")
 
 
 if __name__ == "__main__":
