@@ -32,12 +32,6 @@ CASES = [(kind, mask, mode, dtype)
 ARCH = "sm_86,sm_120"
 
 
-def _plugin_available() -> bool:
-    from lion_export import plugins
-
-    return hasattr(plugins, "register")
-
-
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
     """Build each case once on first use: {case: (engine path, report)}."""
@@ -57,8 +51,6 @@ def engines(tmp_path_factory):
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
 def test_every_variant_kind_mode_and_dtype_builds(engines, case):
     kind, mask, mode, dtype = case
-    if mode == "recurrent" and not _plugin_available():
-        pytest.skip("the lion::SelectiveScan plugin (lion_export.plugins.register) is not in this tree")
     engine, report = engines(case)
     header = read_engine_header(engine)
     backend = load_backend()
@@ -90,8 +82,6 @@ def test_no_plugin_builds_the_inlined_scan_as_loops(engines, case):
 
 
 def test_plugin_engine_is_smaller_and_has_fewer_layers_than_the_inlined_one(engines):
-    if not _plugin_available():
-        pytest.skip("the lion::SelectiveScan plugin (lion_export.plugins.register) is not in this tree")
     case = ("vision", "selective", "recurrent", "fp32")
     (_, with_plugin), (_, inlined) = engines(case), engines(case, use_plugin=False)
     assert with_plugin.network_layers < inlined.network_layers
