@@ -104,17 +104,17 @@ def _internal_failure(step: str, error: Exception, debug: bool) -> NoReturn:
     raise SystemExit(1)
 
 
-def _check_report_target(path: Path | None) -> None:
-    """Refuse a --report path that could not be written before exporting, not after."""
+def _check_report_target(path: Path | None, option: str = "--report", example: str = "report.json") -> None:
+    """Refuse an output path (--report, --save-inputs, ...) that could not be written before the work, not after."""
     if path is None:
         return
     if path.is_dir():
-        _bad_input(f"--report {path} is a directory; give a file name such as {path / 'report.json'}")
+        _bad_input(f"{option} {path} is a directory; give a file name such as {path / example}")
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        _bad_input(f"--report {path} cannot be created: {ancestor} is not a writable directory")
+        _bad_input(f"{option} {path} cannot be created: {ancestor} is not a writable directory")
 
 
 def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,6 +163,69 @@ def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[
     return read_model(checkpoint, reading, report=None if quiet else say)
 
 
+def _parity_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How a parity check judges and records: tolerances, error statistic, providers, inputs / outputs files, JSON."""
+    options = [
+        click.option("--tolerance", "tolerance", default="calibrated", show_default=True, metavar="METHOD",
+                     help="calibrated (eager PyTorch in the graph's dtype sets each output's bound) or fixed "
+                          "(the fp32 / fp16 table)."),
+        click.option("--atol", multiple=True, metavar="[OUTPUT:]X",
+                     help="Absolute tolerance for every output, or one output (logits:1e-4); repeatable."),
+        click.option("--rtol", multiple=True, metavar="[OUTPUT:]X",
+                     help="Relative tolerance (x |expected|), for every output or one; repeatable."),
+        click.option("--check-error-stat", "error_stat", default="max", show_default=True, metavar="STAT",
+                     help="max (every element within its bound), mean or median of |err| / bound must be <= 1."),
+        click.option("--providers", default="cpu", show_default=True, metavar="LIST",
+                     help="onnxruntime execution providers, in order: cpu, cuda, tensorrt (cuda and tensorrt need "
+                          "onnxruntime-gpu)."),
+        click.option("--load-inputs", "--inputs", "inputs", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Inputs .npz: one array per graph input, or the cases written by --save-inputs."),
+        click.option("--save-inputs", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+                     help="Write the inputs of every case to this .npz (reload with --load-inputs)."),
+        click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+                     help="Write every case's outputs to this .npz (case0/expected/logits, case0/actual/...)."),
+        click.option("--per-block", is_flag=True, help="Also compare every block's mixer and MLP output and name "
+                     "the first beyond its bound (done anyway when parity fails)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout (nothing else)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _parse_bounds(option: str, values: tuple[str, ...]) -> dict[str | None, float] | None:
+    """--atol 1e-4 --atol logits:1e-3 -> {None: 1e-4, "logits": 1e-3}; a bad value is one line, exit 2."""
+    bounds: dict[str | None, float] = {}
+    for text in values:
+        name, separator, number = text.rpartition(":")
+        try:
+            value = float(number)
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or (separator and not name):
+            _bad_input(f"{option} must be X or OUTPUT:X with a number X >= 0, got {text!r}")
+        bounds[name or None] = value
+    return bounds or None
+
+
+def _parity_settings(tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
+                     providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None,
+                     per_block: bool) -> dict[str, Any]:
+    """The options of _parity_options, checked, as keyword arguments of verify_onnx / verify_files."""
+    from lion_export.verify.compare import ERROR_STATS
+    from lion_export.verify.tolerances import TOLERANCE_METHODS
+
+    if tolerance not in TOLERANCE_METHODS:
+        _bad_input(f"unknown --tolerance {tolerance!r}; choose one of: {', '.join(TOLERANCE_METHODS)}")
+    if error_stat not in ERROR_STATS:
+        _bad_input(f"unknown --check-error-stat {error_stat!r}; choose one of: {', '.join(ERROR_STATS)}")
+    _check_report_target(save_inputs, "--save-inputs", "inputs.npz")
+    _check_report_target(save_outputs, "--save-outputs", "outputs.npz")
+    return {"tolerance": tolerance, "atol": _parse_bounds("--atol", atol), "rtol": _parse_bounds("--rtol", rtol),
+            "error_stat": error_stat, "providers": providers, "inputs": inputs, "save_inputs": save_inputs,
+            "save_outputs": save_outputs, "per_block": True if per_block else None}
+
+
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--mode", default="chunked", show_default=True, metavar="MODE",
@@ -182,22 +245,30 @@ def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against eager PyTorch.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the parity report as JSON here (and an error histogram PNG next to it).")
+@click.option("--engine", "engine_path", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="After a passing verification, also build a TensorRT engine (default path: the .onnx with the "
+                   "suffix .engine), as `lion-export build` does with its defaults.")
+@_parity_options
 @_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | None, dtype: str, opset: str | None,
                    batch: str, seq_len: str | None, static: bool, no_verify: bool, report_path: Path | None,
-                   reading: Any, quiet: bool, debug: bool) -> None:
+                   engine_path: str | None, tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...],
+                   error_stat: str, providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
+                   as_json: bool, reading: Any, quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
     lion-export model.pt --mode recurrent
     lion-export model.pt --mode chunked --chunk-size 64 -o out/model.onnx --dtype fp16
+    lion-export model.pt --mode recurrent --engine          # export, verify, build model.engine
     """
     from rich.console import Console
 
     from lion_export.checkpoint import CheckpointError
     from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
+    from lion_export.progress import phases
 
     if mode not in MODES:
         _bad_input(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -206,19 +277,23 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     if no_verify and report_path is not None:
         _bad_input("--report needs the parity check: drop --no-verify")
     _check_report_target(report_path)
+    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs,
+                              per_block)
     chunk = _positive_int("--chunk-size", chunk_size)
     batch_size = _positive_int("--batch", batch)
     length = _positive_int("--seq-len", seq_len)
     output = checkpoint.with_suffix(".onnx") if output is None else output
-    console = Console(stderr=True, quiet=quiet)
+    engine = None if engine_path is None else (Path(engine_path) if engine_path else output.with_suffix(".engine"))
+    if engine is not None:
+        _check_engine_target(engine)
+    console = Console(stderr=True, quiet=quiet or as_json)
     try:
         target_opset = resolve_opset(None if opset is None else _int_option("--opset", opset))
-        with console.status("loading the checkpoint") as status:
+        with phases(console, "loading the checkpoint") as step:
             model = _read_checkpoint(checkpoint, reading, quiet,
                                      lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
             export_onnx(model, output, mode=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
-                        batch=batch_size, seq_len=length, checkpoint_path=checkpoint,
-                        progress=lambda step: status.update(step))
+                        batch=batch_size, seq_len=length, checkpoint_path=checkpoint, progress=step)
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         if debug:
             raise
@@ -229,20 +304,28 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     if no_verify:
         if quiet:
             click.echo(f"wrote {output} (not verified)")
-        return
-    _verify_and_report(lambda: model, output, report_path, quiet, debug, quiet_line="wrote {file}; parity {verdict}",
-                       batch=batch_size)
+    else:
+        from lion_export.verify import verify_onnx
+
+        _verify_and_report(lambda: verify_onnx(model, output, progress=not (quiet or as_json), batch=batch_size,
+                                               checkpoint_path=checkpoint, **parity),
+                           output, report_path, quiet, debug, quiet_line="wrote {file}; parity {verdict}",
+                           as_json=as_json)
+    if engine is not None:
+        from lion_export.engine.build import BuildOptions
+
+        _build_and_report(output, engine, BuildOptions(), quiet, debug)
 
 
-def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_path: Path | None, quiet: bool,
-                       debug: bool, quiet_line: str, **options: Any) -> None:
-    """Load the model, run the parity check (lion_export.verify), print it (or, with --quiet, `quiet_line`
-    formatted with the file and the verdict) and write the report if asked. Exit 2 on bad input (a ValueError /
-    OSError: files, inputs), 1 on a parity failure."""
-    from lion_export.verify import print_report, verify_onnx, write_report
+def _verify_and_report(check: Callable[[], Any], onnx_file: Path, report_path: Path | None, quiet: bool,
+                       debug: bool, quiet_line: str, as_json: bool = False) -> None:
+    """Run the parity check `check` (lion_export.verify), print it (as JSON with --json; with --quiet,
+    `quiet_line` formatted with the file and the verdict) and write the report if asked. Exit 2 on bad input
+    (a ValueError / OSError: files, inputs, providers), 1 on a parity failure."""
+    from lion_export.verify import print_report, write_report
 
     try:
-        report = verify_onnx(load_model(), onnx_file, progress=not quiet, **options)
+        report = check()
         if report_path is not None:
             write_report(report, report_path)
     except (ValueError, OSError) as exc:          # CheckpointError, OnnxFileError, InputsError are ValueErrors
@@ -251,7 +334,9 @@ def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_pa
         _bad_input(_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - see _internal_failure
         _internal_failure("verification", exc, debug)
-    if quiet:
+    if as_json:
+        click.echo(report.to_json(), nl=False)
+    elif quiet:
         click.echo(quiet_line.format(file=onnx_file, verdict="PASSED" if report.passed else "FAILED"))
     else:
         print_report(report)
@@ -259,51 +344,207 @@ def _verify_and_report(load_model: Callable[[], Any], onnx_file: Path, report_pa
         raise SystemExit(1)
 
 
-def _tolerance_option(option: str, text: str | None) -> float | None:
-    """A tolerance parsed here, not by click, so a bad value is one line."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        _bad_input(f"{option} must be a number >= 0, got {text!r}")
-    return value
-
-
 @main.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path),
-              help="inputs.npz with one array per graph input (instead of generated inputs).")
+@click.argument("first", metavar="A", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("second", metavar="B", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--seq-lens", help="Comma-separated token counts, e.g. 17,197,1024 (default: trace length, another, "
                                  "one not a multiple of the chunk size).")
 @click.option("--batch", default="2", show_default=True, help="Batch size of generated inputs.")
-@click.option("--atol", help="Absolute tolerance (default: by dtype, see lion_export/verify/tolerances.py).")
-@click.option("--rtol", help="Relative tolerance (default: by dtype).")
+@click.option("--dtype", metavar="DTYPE", help="The checked file's precision, fp32 or fp16 (default: read from the "
+                                               ".onnx; engines: fp32).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON report here (and an error histogram PNG next to it).")
 @click.option("--optimization", default="all", show_default=True,
               help="onnxruntime graph optimisation level: all, extended, basic or disable.")
+@_parity_options
 @_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def verify(checkpoint: Path, onnx_file: Path, inputs: Path | None, seq_lens: str | None, batch: str,
-           atol: str | None, rtol: str | None, report_path: Path | None, optimization: str, reading: Any,
-           quiet: bool, debug: bool) -> None:
-    """Prove ONNX_FILE computes what CHECKPOINT computes in eager PyTorch; exit 1 on a parity failure."""
+def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: str | None, report_path: Path | None,
+           optimization: str, tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
+           providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
+           as_json: bool, reading: Any, quiet: bool, debug: bool) -> None:
+    """Prove B computes what A computes; exit 1 on a parity failure.
+
+    \b
+    A and B are each a checkpoint (.pt, .safetensors, ...), an .onnx file or a TensorRT engine (.engine, .plan):
+    lion-export verify model.pt model.onnx             # eager PyTorch (float64) vs onnxruntime
+    lion-export verify model.fp32.onnx model.fp16.onnx # two files on the same inputs, the first the reference
+    """
+    from lion_export.verify import verify_files, verify_onnx
+    from lion_export.verify.artefacts import artefact_kind
     from lion_export.verify.onnxruntime_runner import OPTIMIZATION_LEVELS
 
     lengths = _parse_seq_lens(seq_lens)
     batch_size = _positive_int("--batch", batch)
     _check_report_target(report_path)
-    bounds = {name: _tolerance_option(name, text) for name, text in (("--atol", atol), ("--rtol", rtol))}
+    parity = _parity_settings(tolerance, atol, rtol, error_stat, providers, inputs, save_inputs, save_outputs,
+                              per_block)
     if optimization not in OPTIMIZATION_LEVELS:
         _bad_input(f"unknown --optimization {optimization!r}; choose one of: {', '.join(OPTIMIZATION_LEVELS)}")
-    _verify_and_report(lambda: _read_checkpoint(checkpoint, reading, quiet),
-                       onnx_file, report_path, quiet, debug, quiet_line="parity {verdict}: {file}", seq_lens=lengths, batch=batch_size,
-                       atol=bounds["--atol"], rtol=bounds["--rtol"], inputs=inputs, optimization=optimization)
+    if dtype is not None and dtype not in ("fp32", "fp16"):
+        _bad_input(f"unknown --dtype {dtype!r}; choose one of: fp32, fp16")
+    kinds = (artefact_kind(first), artefact_kind(second))
+    if kinds == ("checkpoint", "checkpoint"):
+        _bad_input(f"{first} and {second} are both checkpoints; compare a checkpoint with an .onnx or engine file, "
+                   "or two such files")
+    options = dict(seq_lens=lengths, batch=batch_size, dtype=dtype, optimization=optimization,
+                   progress=not (quiet or as_json), **parity)
+    if "checkpoint" in kinds:
+        checkpoint, checked = (first, second) if kinds[0] == "checkpoint" else (second, first)
+
+        def check():
+            model = _read_checkpoint(checkpoint, reading, quiet or as_json)
+            return verify_onnx(model, checked, checkpoint_path=checkpoint, **options)
+    else:
+        checked = second
+        options.pop("tolerance")       # no model to calibrate against: file vs file uses the fixed table
+        if options.pop("per_block"):
+            _bad_input("--per-block compares a file with its checkpoint's blocks: give the checkpoint as A")
+
+        def check():
+            return verify_files(first, second, **options)
+    _verify_and_report(check, checked, report_path, quiet, debug, quiet_line="parity {verdict}: {file}",
+                       as_json=as_json)
+
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _check_engine_target(path: Path) -> None:
+    """Refuse an engine path that could not be written before exporting or building, not after."""
+    from lion_export.engine.build import check_output_path
+
+    try:
+        check_output_path(path, "--engine")
+    except ValueError as exc:
+        _bad_input(_one_line(exc))
+
+
+def _build_and_report(onnx_file: Path, engine_path: Path, options: Any, quiet: bool, debug: bool) -> None:
+    """Build the engine (lion_export.engine.build) and print its summary; exit 2 on bad input or a missing
+    TensorRT, 1 when TensorRT fails on a file that passed every check."""
+    from rich.console import Console
+
+    from lion_export.engine.build import BuildError, build_engine
+    from lion_export.engine.progress import choose_display
+    from lion_export.engine.report import print_build_report
+
+    errors = Console(stderr=True)
+    if debug:
+        options.verbose_log = lambda line: errors.print(line, highlight=False, markup=False)
+    try:
+        report = build_engine(onnx_file, engine_path, options, choose_display(errors, quiet=quiet))
+    except (ValueError, OSError) as exc:      # GraphFileError, ProfileError, TargetError, BackendError, ParseError
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    except BuildError as exc:
+        if debug:
+            raise
+        click.echo(f"lion-export: error: {_one_line(exc)}", err=True)
+        raise SystemExit(1) from None
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("engine build", exc, debug)
+    if quiet:
+        click.echo(f"wrote {report.engine} ({report.backend} {report.version}, {report.engine_bytes / 2**20:.2f} MiB, "
+                   f"{report.build_seconds:.1f} s, {report.plugin_layers} plugin layers)")
+    else:
+        print_build_report(report, Console())
+
+
+@main.command("build")
+@click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Engine file (default: ONNX_FILE with the suffix .engine).")
+@click.option("--batch", metavar="MIN,OPT,MAX", help="Batch range of the engine (or one N); default 1,TRACE,8.")
+@click.option("--seq-len", metavar="MIN,OPT,MAX",
+              help="Tokens (default: 1, the trace length, max_len); vision models: images of that many tokens.")
+@click.option("--image-size", metavar="HxW,HxW,HxW",
+              help="Vision models without a position embedding: min, opt, max image (or one HxW).")
+@click.option("--arch", metavar="LIST", help="TensorRT-RTX targets, e.g. sm_86,sm_89 (default: every target an fp32 "
+                                             "graph builds for: sm_80,sm_86,sm_89,sm_120,sm_121).")
+@click.option("--no-plugin", is_flag=True, help="Inline the SelectiveScan local function instead of binding the "
+                                                "lion::SelectiveScan plugin (for runtimes without the plugin).")
+@click.option("--aot", "aot", is_flag=True, help="Standard TensorRT >= 10.9: bind the AOT plugin, whose PTX the "
+                                                 "engine embeds, so it runs under trtexec / C++ without Python.")
+@click.option("--kernels", "kernel_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="With --aot: `compile-kernels` folders to take the PTX from (else compiled now).")
+@click.option("--workspace", metavar="MiB", help="Builder workspace limit in MiB (default: TensorRT's).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Read / update this timing cache (standard TensorRT; TensorRT-RTX has none).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Build report JSON (default: beside the engine, MODEL.build.json).")
+@click.option("--quiet", is_flag=True, help="Print one line: the engine written.")
+@click.option("--debug", is_flag=True, help="Show TensorRT's log and tracebacks.")
+def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_len: str | None,
+                  image_size: str | None, arch: str | None, no_plugin: bool, aot: bool,
+                  kernel_dirs: tuple[Path, ...], workspace: str | None,
+                  timing_cache: Path | None, report_path: Path | None, quiet: bool, debug: bool) -> None:
+    """Build a TensorRT engine from a lion-export ONNX file (TensorRT-RTX builds without a GPU).
+
+    \b
+    lion-export build model.onnx                                  # -> model.engine + model.build.json
+    lion-export build model.onnx --seq-len 1,512,4096 --arch sm_89
+    """
+    from lion_export.engine.build import BuildOptions
+    from lion_export.engine.profiles import ProfileError, ProfileOptions, parse_image_sizes, parse_range
+
+    try:
+        profiles = ProfileOptions(batch=parse_range("--batch", batch), seq_len=parse_range("--seq-len", seq_len),
+                                  image_size=parse_image_sizes(image_size))
+    except ProfileError as exc:
+        _bad_input(_one_line(exc))
+    if kernel_dirs and not aot:
+        _bad_input("--kernels goes with --aot")
+    options = BuildOptions(profiles=profiles, arch=arch, use_plugin=not no_plugin,
+                           aot_kernels=tuple(kernel_dirs) if aot else None, workspace_mib=_positive_int("--workspace", workspace), timing_cache=timing_cache,
+                           report_path=report_path)
+    _build_and_report(onnx_file, onnx_file.with_suffix(".engine") if output is None else output, options, quiet,
+                      debug)
+
+
+@main.command("run")
+@click.argument("engine_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--inputs", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="inputs.npz with one array per engine input.")
+@click.option("--outputs", type=click.Path(dir_okay=False, path_type=Path), help="Write the outputs here (.npz).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bool) -> None:
+    """Run a TensorRT engine on inputs.npz (needs a CUDA GPU and the TensorRT that built it)."""
+    import numpy as np
+
+    from lion_export.atomic import atomic_output
+    from lion_export.engine.build import check_output_path
+    from lion_export.engine.header import read_engine_header
+    from lion_export.engine.runner import TensorRTRunner
+    from lion_export.verify.inputs import load_inputs
+
+    try:
+        read_engine_header(engine_file)
+        if not inputs.is_file():
+            raise ValueError(f"inputs file {str(inputs)!r} does not exist")
+        if outputs is not None:
+            check_output_path(outputs, "--outputs")
+        with TensorRTRunner(engine_file) as runner:
+            results = runner.infer(load_inputs(inputs, runner.input_specs()))
+            described = runner.describe()
+        if outputs is not None:
+            with atomic_output(outputs) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **results)
+    except (ValueError, OSError) as exc:           # EngineFileError, RunnerUnavailable, InputsError
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - see _internal_failure
+        _internal_failure("engine run", exc, debug)
+    click.echo(f"ran {described}")
+    for name, array in results.items():
+        values = array.astype(np.float64)
+        click.echo(f"{name}: {array.dtype.name}{list(array.shape)} min {values.min():.4g} max {values.max():.4g} "
+                   f"mean {values.mean():.4g}")
+    if outputs is not None:
+        click.echo(f"wrote {outputs}")
 
 
 @main.command("convert")
@@ -342,11 +583,15 @@ def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bo
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
-    """Show an .onnx file's metadata, op histogram, dynamic axes, custom nodes and local functions."""
+    """Show an .onnx file's metadata, op histogram, dynamic axes, custom nodes and local functions; or, for a
+    TensorRT engine (.engine / .plan / .trt), what its header says (no GPU needed) and its build report."""
     import json
 
     from lion_export.inspect import OnnxFileError, print_summary, summarize
 
+    if onnx_file.suffix.lower() in ENGINE_SUFFIXES:
+        _inspect_engine(onnx_file, as_json, debug)
+        return
     try:
         summary = summarize(onnx_file)
     except (OnnxFileError, OSError) as exc:
@@ -357,6 +602,27 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary)
+
+
+def _inspect_engine(engine_file: Path, as_json: bool, debug: bool) -> None:
+    import json
+
+    from lion_export.engine.header import EngineFileError, read_engine_header
+    from lion_export.engine.report import print_engine_summary, read_build_report
+
+    try:
+        header = read_engine_header(engine_file)
+    except (EngineFileError, OSError) as exc:
+        if debug:
+            raise
+        _bad_input(_one_line(exc))
+    build = read_build_report(engine_file)
+    if as_json:
+        click.echo(json.dumps({"header": header.to_dict(), "build_report": build}, indent=2))
+    else:
+        from rich.console import Console
+
+        print_engine_summary(header, build, Console())
 
 
 @main.command("compile-kernels")

@@ -12,7 +12,13 @@
 #      kernels launched through the CUDA driver -> $OUT/pytest.txt;
 #   3. the kernel benchmark, benchmarks/kernels_gpu.py -> $OUT/bench.txt and $OUT/bench/kernels_gpu.{json,png}
 #      (rewritten after every length, so a timeout still leaves the lengths measured);
-#   4. a summary (the tail of each log) on stdout.
+#   3b. TensorRT engines on the GPU (tests/test_engine_gpu.py: every variant and mode, fp32 and fp16, built here
+#      and run through TensorRTRunner against eager PyTorch) -> $OUT/engine.txt, when this machine has a TensorRT
+#      that targets its GPU; otherwise one line saying what it lacks (e.g. an H200 is sm_90: TensorRT-RTX does not
+#      target it, and standard TensorRT is not installed);
+#   4. parity on onnxruntime's CUDA provider (a tiny export verified with --providers cuda,cpu) where the machine has
+#      onnxruntime-gpu, and a line saying it has not otherwise -> $OUT/verify_cuda.txt;
+#   5. a summary (the tail of each log) on stdout.
 # Without a GPU (or torch) it says so in one line and skips steps 2-3 instead of hanging.
 set -u -o pipefail          # no -e: a failing step must not stop the next
 
@@ -154,7 +160,58 @@ else
     log "benchmark: skipped (no usable GPU environment)"
 fi
 
+# ---- 3b. TensorRT engines on the GPU ----------------------------------------------------------------------------
+# The probe prints "engines: yes" or "engines: no (<what is missing>)", using the product's own backend choice.
+if [[ $GPU == yes ]]; then
+    timeout -k 5 120 "$PY" -c '
+import torch
+from lion_export.engine.backend import BackendError, load_backend
+from lion_export.engine.targets import TARGETS
+major, minor = torch.cuda.get_device_capability()
+here, name = f"sm_{major}{minor}", torch.cuda.get_device_name()
+targets = ", ".join(TARGETS)
+try:
+    backend = load_backend()
+except BackendError as error:
+    print(f"engines: no (this GPU machine has no TensorRT: {error})")
+else:
+    if backend.is_rtx and here not in TARGETS:
+        print(f"engines: no ({name} is {here}; {backend.describe()} targets only {targets}, and "
+              "standard TensorRT (import tensorrt), which builds for any GPU, is not installed)")
+    else:
+        print(f"engines: yes ({backend.describe()} on {name}, {here})")
+' >"$OUT/engine.txt" 2>&1 || echo "engines: no (the TensorRT probe failed, exit $?)" >>"$OUT/engine.txt"
+    log "$(grep '^engines:' "$OUT/engine.txt" | tail -n 1)"
+    if grep -q '^engines: yes' "$OUT/engine.txt"; then
+        (cd tests && run_step "pytest (engines)" 200 "$OUT/engine.txt" \
+            env -u TRITON_INTERPRET "$PY" -m pytest -v --tb=short --maxfail=10 -rfEs -p no:cacheprovider \
+            test_engine_gpu.py)
+    fi
+else
+    log "engines: skipped (no usable GPU environment)"
+fi
+
 # ---- 4. summary -------------------------------------------------------------------------------------------------
+# ---- 4. parity on onnxruntime's CUDA provider -------------------------------------------------------------------
+if timeout -k 5 60 "$PY" -c 'import onnxruntime, sys; sys.exit("CUDAExecutionProvider" not in onnxruntime.get_available_providers())' \
+        >/dev/null 2>&1; then
+    VERIFY_DIR=$(mktemp -d)
+    run_step "tiny checkpoint for the CUDA verify" 60 "$OUT/verify_cuda.txt" env -u TRITON_INTERPRET "$PY" -c '
+import sys, torch
+from lion_export import create_model, save_checkpoint
+torch.manual_seed(0)
+save_checkpoint(create_model("vit-tiny", mask="selective", depth=2, img_size=64, num_classes=10), sys.argv[1])
+' "$VERIFY_DIR/model.pt" && \
+    run_step "export (no verify)" 150 "$OUT/verify_cuda.txt" "$PY" -m lion_export.cli export "$VERIFY_DIR/model.pt" \
+        --mode recurrent --no-verify --quiet && \
+    run_step "lion-export verify --providers cuda,cpu" 150 "$OUT/verify_cuda.txt" "$PY" -m lion_export.cli verify \
+        "$VERIFY_DIR/model.pt" "$VERIFY_DIR/model.onnx" --providers cuda,cpu --report "$OUT/verify_cuda.json"
+    rm -rf "$VERIFY_DIR"
+else
+    log "verify on CUDA: skipped, NO onnxruntime-gpu here (onnxruntime lacks CUDAExecutionProvider)" | tee -a "$OUT/verify_cuda.txt"
+fi
+
+# ---- 5. summary -------------------------------------------------------------------------------------------------
 # The device tool returns the last 12,000 characters of output: keep this short, the overview last (the files
 # under $OUT come back in full).
 section() {    # section TITLE FILE LINES: the file's last lines, each cut to 640 bytes (a table row of box characters)
@@ -166,6 +223,8 @@ section "environment" "$OUT/env.txt" 40
 [[ -e $OUT/install.txt ]] && section "install" "$OUT/install.txt" 8
 section "pytest" "$OUT/pytest.txt" 25
 section "benchmark" "$OUT/bench.txt" 35
+[[ -e $OUT/engine.txt ]] && section "engines" "$OUT/engine.txt" 20
+section "verify on CUDA" "$OUT/verify_cuda.txt" 20
 section "steps" "$OUT/steps.txt" 20
 echo
 echo "gpu_session.sh: done in $((SECONDS - START))s; files under $OUT"

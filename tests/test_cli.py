@@ -26,7 +26,7 @@ def test_bare_command_shows_help():
 
 @pytest.mark.parametrize("args,message", [
     (("export", "--bogus"), "No such option '--bogus' (see 'lion-export export --help')"),
-    (("verify",), "Missing argument 'CHECKPOINT' (see 'lion-export verify --help')"),
+    (("verify",), "Missing argument 'A' (see 'lion-export verify --help')"),
     (("model.pt", "--mode"), "Option '--mode' requires an argument"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, message):

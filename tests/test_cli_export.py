@@ -7,6 +7,7 @@ a multiple of it (33), on padded batches. The tiny vision model (32 px, patch 8:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,11 @@ def test_text_export_is_verified_at_three_lengths(tmp_path, mask, mode, dtype):
     result = _run(checkpoint, "--mode", mode, "--dtype", dtype, "--chunk-size", CHUNK, "--seq-len", TRACE_LEN,
                   "--report", report_path)
     assert result.exit_code == 0, result.output + result.stderr
+    # off a terminal (as here) every phase and verification case ends with a line giving its time
+    assert re.search(r"^loading the checkpoint: \d+\.\d s$", result.stderr, re.M), result.stderr
+    assert re.search(r"^tracing with torch\.onnx \(1 distinct of 1 blocks\): \d+\.\d s$", result.stderr, re.M)
+    assert re.search(r"^done in \d+\.\d s$", result.stderr, re.M), result.stderr
+    assert len(re.findall(r"^verifying L=\d+ pad \([123]/3\): \d+\.\d s$", result.stderr, re.M)) == 3
     onnx_path = tmp_path / "model.onnx"                                # next to the checkpoint
     assert onnx_path.is_file()
     assert _files(tmp_path) == {"model.pt", "model.onnx", "report.json", "report.errors.png"}

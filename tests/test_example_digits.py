@@ -45,7 +45,6 @@ def test_train_export_and_same_predictions(tmp_path):
     assert "TensorRT:" in done.stdout
 
 
-@pytest.mark.skipif(not BUNDLED.is_file(), reason="examples/lion_s_digits.pt is not in this checkout")
 def test_bundled_checkpoint_reaches_95_percent():
     """The README's first command exports this file; its eager accuracy on the fixed test split (the export's
     equality with eager is what the test above proves, on a model trained here)."""

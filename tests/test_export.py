@@ -179,6 +179,34 @@ def test_metadata_names_the_export_and_its_source(recurrent_text):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# each distinct block traced once, repeated in the graph (block_stack.py)
+
+
+def test_blocks_are_traced_once_per_program_and_repeated_with_their_own_weights(tmp_path):
+    """Depth 3, the middle block a LION-S block among LION-LIT ones: two programs traced, three blocks in the
+    graph, each reading its own weights (random, so a copy reading another block's would not match eager)."""
+    from lion_export.export.block_stack import BOUNDARY_DOMAIN, plan_stack
+
+    torch.manual_seed(0)
+    model = create_model("vit-tiny", mask="lit", **{**VISION, "depth": 3}).eval()
+    model.blocks[1] = create_model("vit-tiny", mask="selective", **VISION).blocks[0]
+    assert plan_stack(model.blocks).representatives == (0, 1)
+    assert plan_stack(model.blocks).program_of == (0, 1, 0)
+    proto = onnx.load(export_onnx(model, tmp_path / "m.onnx", mode="chunked", chunk_size=8))
+    assert not any(n.domain == BOUNDARY_DOMAIN for n in proto.graph.node)
+    assert BOUNDARY_DOMAIN not in {o.domain for o in proto.opset_import}
+    norms = [n.name for n in proto.graph.node if n.op_type == "LayerNormalization"]
+    assert [name.split(".node_")[0] for name in norms] == [f"blocks.{i}" for i in (0, 0, 1, 1, 2, 2)] + [norms[-1]]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["variants"] == "LION-LIT,LION-S"
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    np.testing.assert_allclose(_session(proto).run(None, {"images": images.numpy()})[0], expected,
+                               atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # dtypes, shapes and files
 
 

@@ -70,7 +70,8 @@ def test_half_precision_inputs(dtype: torch.dtype, variant: str, form: str) -> N
 
 
 @pytest.mark.parametrize("variant", ["decay", "selective"])
-@pytest.mark.parametrize("form,chunk", [("chunked", 8), ("chunked", 64), ("recurrent", 0)])
+@pytest.mark.parametrize("form,chunk", [("chunked", 1), ("chunked", 2), ("chunked", 8), ("chunked", 64),
+                                        ("recurrent", 0)])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_gradients_match_parallel_form(variant: str, form: str, chunk: int, normalize: bool) -> None:
     """d/d(q, k, v, log_decay) of chunked and recurrent equal the parallel form's (float64 inputs)."""
@@ -85,6 +86,50 @@ def test_gradients_match_parallel_form(variant: str, form: str, chunk: int, norm
 
     for name, got, want in zip("q k v log_decay".split(), grads(form, chunk), grads("parallel", 0)):
         assert torch.allclose(got, want, rtol=1e-9, atol=1e-11), name
+
+
+def test_lit_gradients_match_parallel_form() -> None:
+    """The LION-LIT fast path (plain linear attention, no mask) differentiates like the masked parallel form."""
+    def grads(form_name: str):
+        q, k, v, _ = make_inputs("lit", 29, heads=2, seed=4, dtype=torch.float64)
+        leaves = [t.requires_grad_() for t in (q, k, v)]
+        out = lion_attention(q, k, v, None, form=form_name, chunk_size=4)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        return [t.grad for t in leaves]
+
+    for form in ("chunked", "recurrent"):
+        for got, want in zip(grads(form), grads("parallel")):
+            assert torch.allclose(got, want, rtol=1e-9, atol=1e-11), form
+
+
+# The chunked form groups chunks GROUP at a time over LEVELS levels (lion_export/forms/chunked.py); at chunk 1 and 2
+# the group edges (16 and 256 chunks) fall at short lengths, so every level boundary is crossed on either side.
+# The recurrent form steps BLOCK = 64 tokens; 63 / 65 / 129 put a short block last.
+@pytest.mark.parametrize("length,chunk", [(15, 1), (16, 1), (17, 1), (255, 1), (256, 1), (257, 1), (513, 2),
+                                          (511, 2), (63, 4), (65, 4), (129, 4)])
+@pytest.mark.parametrize("variant", ["decay", "selective"])
+def test_hierarchy_and_block_edges(length: int, chunk: int, variant: str) -> None:
+    q, k, v, log_decay = make_inputs(variant, length, heads=2, seed=length)
+    for normalize in (True, False):
+        ref = reference_attention(q, k, v, log_decay, normalize=normalize)
+        runs = {"chunked": lion_attention(q, k, v, log_decay, form="chunked", chunk_size=chunk, normalize=normalize)}
+        if length < 200:
+            runs["recurrent"] = lion_attention(q, k, v, log_decay, form="recurrent", normalize=normalize)
+        errors = {name: rel_err(out, ref) for name, out in runs.items()}
+        assert max(errors.values()) <= 1e-5, (normalize, errors)
+
+
+@pytest.mark.parametrize("length", [1, 7, 65, 300])
+def test_chunked_graph_paths_in_eager(monkeypatch, length: int) -> None:
+    """What a graph export runs: all LEVELS levels even for few chunks (padding at every level), one run of
+    chunks; and the eager cache-sized runs at their smallest (one chunk per run). Both equal the reference."""
+    from lion_export.forms import chunked
+    q, k, v, log_decay = make_inputs("selective", length, heads=2, seed=9)
+    ref = reference_attention(q, k, v, log_decay)
+    monkeypatch.setattr(chunked, "hierarchy_levels", lambda n: chunked.LEVELS)
+    assert rel_err(lion_attention(q, k, v, log_decay, form="chunked", chunk_size=4), ref) <= 1e-5
+    monkeypatch.setattr(chunked, "SLAB_ELEMENTS", 1)
+    assert rel_err(lion_attention(q, k, v, log_decay, form="chunked", chunk_size=4), ref) <= 1e-5
 
 
 def test_parallel_gradients_match_reference_autograd() -> None:

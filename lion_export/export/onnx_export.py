@@ -2,7 +2,8 @@
 
 Pipeline: copy the model (the caller's is never modified), cast it to the export dtype and switch its mixers
 to the form -> trace with torch.onnx.export (dynamo) at opset 18 on example inputs, with dynamic batch /
-sequence axes -> convert to the target opset -> post-process (the `lion.SelectiveScan` function for the
+sequence axes, each distinct block once, its optimised nodes then repeated for every block with that block's
+weights (block_stack.py: the exporter's cost would otherwise grow with the depth) -> convert to the target opset -> post-process (the `lion.SelectiveScan` function for the
 recurrent form, readable output axis names, metadata) -> onnx.checker with full_check (strict shape
 inference) -> rename into place. All of it happens in a temp directory beside the target, with the weights in
 an external file until the end, so a failure leaves nothing and a > 2 GiB model never meets protobuf's limit.
@@ -37,6 +38,7 @@ from ..forms import FORMS
 from ..models import LionAttention, set_form
 from .metadata import export_metadata, set_metadata
 from .opsets import MIN_OPSET, resolve_opset
+from .block_stack import traced_with_repeated_blocks
 from .selective_scan import DOMAIN, OP_TYPE, attach_selective_scan_function, route_recurrent_to_selective_scan
 from .signature import GraphSignature, graph_signature
 
@@ -100,22 +102,27 @@ def _prepare(model: nn.Module, mode: str, chunk_size: int, dtype: str) -> nn.Mod
     return set_form(work, mode, chunk_size)
 
 
-def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path) -> onnx.ModelProto:
+def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path,
+           report: Progress) -> onnx.ModelProto:
     """Trace at TRACE_OPSET and return the graph, its weights left in an external data file in `staging`.
 
-    The weights never enter a ModelProto here: protobuf cannot hold a message of 2 GiB or more, so large
-    models would fail anywhere a proto is serialised (the opset converter, the checker).
+    Each distinct block is traced once and repeated in the graph (block_stack.py): the exporter's cost would
+    otherwise grow with the depth. The weights never enter a ModelProto here: protobuf cannot hold a message of
+    2 GiB or more, so large models would fail anywhere a proto is serialised (the opset converter, the checker).
     """
+    def export(module: nn.Module) -> torch.onnx.ONNXProgram:
+        return torch.onnx.export(module, signature.example_inputs, dynamo=True,
+                                 input_names=list(signature.input_names),
+                                 output_names=list(signature.output_names),
+                                 dynamic_shapes=signature.dynamic_shapes, opset_version=TRACE_OPSET,
+                                 optimize=False, verbose=False, report=False)
+
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_exporter())
         stack.enter_context(torch.no_grad())
         if mode == "recurrent":
             stack.enter_context(route_recurrent_to_selective_scan())
-        program = torch.onnx.export(model, signature.example_inputs, dynamo=True,
-                                    input_names=list(signature.input_names),
-                                    output_names=list(signature.output_names),
-                                    dynamic_shapes=signature.dynamic_shapes, opset_version=TRACE_OPSET,
-                                    optimize=True, verbose=False, report=False)
+        program = traced_with_repeated_blocks(model, export, report)
         program.save(staging / _TRACED, external_data=True)
     return onnx.load(staging / _TRACED, load_external_data=False)
 
@@ -221,17 +228,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     report = progress or (lambda _step: None)
     sha256 = None if checkpoint_path is None else checkpoint_sha256(checkpoint_path)
 
-    report(f"preparing the {mode} form ({dtype})")
-    work = _prepare(model, mode, chunk_size, dtype)
-    signature = graph_signature(work, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
+    # bad input (batch / seq_len, an unwritable target) is found before the first progress report, so that it
+    # prints one line: the signature validates the example's sizes
+    signature = graph_signature(model, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
     try:
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as error:        # e.g. /proc, a read-only mount that os.access does not see as such
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     try:
-        report("tracing with torch.onnx")
-        proto = _trace(work, signature, mode, staging)
+        report(f"preparing the {mode} form ({dtype})")
+        work = _prepare(model, mode, chunk_size, dtype)
+        proto = _trace(work, signature, mode, staging, report)
         report(f"converting to opset {opset}" if opset != TRACE_OPSET else "finishing the graph")
         proto = _convert_opset(proto, opset)
         _finish_graph(proto, work, signature, mode)

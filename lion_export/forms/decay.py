@@ -34,28 +34,41 @@ def cumsum_exclusive(a: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     return torch.cat([zero, a[..., :-1]], dim=-1).cumsum(-1)
 
 
-def pairwise_log_decay(a: torch.Tensor, count_key: bool = True) -> torch.Tensor:
-    """(..., L) log decays -> (..., L, L) matrix of summed log decays between every query i and key j.
+def running_sums(x: torch.Tensor, first: int) -> torch.Tensor:
+    """(..., n) -> (..., n, n) with entry (r, s) = x_{r+first} + ... + x_s (0 where s < r + first).
 
-    count_key=True is the token mask above (LION-REFERENCE.md, "Mask"). count_key=False sums strictly between
-    i and j; the chunked form uses it over chunk totals (the decay from the end of chunk m to the start of
-    chunk n). The diagonal is 0 in both cases.
+    One cumsum along the last axis of a masked copy: each entry is a direct sum over its own span, started at the
+    end nearest r. Every mask below is built from this, so all their CumSums run on one axis (TensorRT has given
+    wrong results for several CumSums on different axes in one model) and none needs a flip.
     """
-    length = a.shape[-1]
-    idx = torch.arange(length, device=a.device)
-    row, col = idx[:, None], idx[None, :]
-    rows = a.unsqueeze(-2).expand(*a.shape[:-1], length, length)
-    zero = torch.zeros((), dtype=a.dtype, device=a.device)
-    # lower triangle: for row i, sum a_t over t in [j, i-1] -> reverse cumsum over t restricted to t < i
-    lower = cumsum_inclusive(torch.where(col < row, rows, zero), reverse=True)
-    # upper triangle: sum a_t over t in [i+1, j] -> forward cumsum over t restricted to t > i
-    upper = cumsum_inclusive(torch.where(col > row, rows, zero))
-    if not count_key:
-        # drop the key's own term by shifting one column towards the query instead of subtracting a_j
-        pad = torch.zeros_like(lower[..., :1])
-        lower = torch.cat([lower[..., 1:], pad], dim=-1)
-        upper = torch.cat([pad, upper[..., :-1]], dim=-1)
-    return torch.where(col < row, lower, torch.where(col > row, upper, zero))
+    n = x.shape[-1]
+    idx = torch.arange(n, device=x.device)
+    keep = idx[None, :] >= idx[:, None] + first
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return torch.where(keep, x.unsqueeze(-2), zero).cumsum(-1)
+
+
+def shift_right(x: torch.Tensor) -> torch.Tensor:
+    """x_{s-1} at position s (0 at s = 0) along the last axis."""
+    return torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], dim=-1)
+
+
+def pairwise_log_decay(a: torch.Tensor) -> torch.Tensor:
+    """(..., L) log decays -> (..., L, L) matrix of summed log decays between every query i and key j (the mask).
+
+    upper[i, j] = a_{i+1} + ... + a_j and lower^T[j, i] = a_j + ... + a_{i-1} are both strictly upper
+    triangular, so the mask is their sum with the diagonal 0, each entry a direct sum of its own span.
+    """
+    return running_sums(a, 1) + running_sums(shift_right(a), 1).transpose(-1, -2)
+
+
+def log_decay_between(t: torch.Tensor) -> torch.Tensor:
+    """(..., n) per-block log decay totals -> (..., n, n) sums strictly between blocks r < s (upper triangle).
+
+    Entry (r, s) is t_{r+1} + ... + t_{s-1}: the decay from the end of block r to the start of block s (and, by
+    symmetry, from the start of s back to the end of r). Zero on and below the diagonal; callers mask it.
+    """
+    return running_sums(shift_right(t), 2)
 
 
 def expand_log_decay(log_decay: torch.Tensor | None, batch: int, heads: int, length: int,

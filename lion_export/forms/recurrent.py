@@ -1,61 +1,86 @@
 """Recurrent form: the bidirectional RNN of LION-REFERENCE.md, O(dk dv) state per head.
 
-This is the form a device runs token by token (and what the `lion.SelectiveScan` node and the fused Triton scan
-compute). It is vectorised over batch and heads; the loop over tokens is inherent to the form. Only the per-token
-numerators and normalisers are kept, O(L dv) memory, never a per-token copy of the state.
+This is the form a device runs as a scan (and what the `lion.SelectiveScan` node and the fused Triton scan
+compute). In eager PyTorch a Python step per token costs ~10 tiny ops per token, each paying interpreter and
+thread hand-off overhead, so the recurrence steps BLOCK tokens at a time: per block, the forward state
+S <- exp(sum of the block's log decays) S + sum_j w_j k_j [v_j, 1]^T (the normaliser z rides along as the last
+column), and the block's queries read S plus the block's own c x c masked part (the chunked form's
+`intra_chunk`). Still a genuine recurrence, one (dk, dv + 1) state per head and direction carried from block to
+block, L / BLOCK steps per sweep; every decay exponent a direct sum over the tokens it spans. Only the outputs
+are kept, O(L dv) memory, never a per-block copy of the state.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
+from .chunked import in_place_ok, intra_chunk, with_ones
+from .decay import cumsum_exclusive, cumsum_inclusive
 
-def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, decay_in: torch.Tensor,
-           order: range) -> tuple[torch.Tensor, torch.Tensor]:
-    """One direction: S_i = decay_in_i * S_prev + k_i v_i^T, read by q_i; returns q_i^T S_i and q_i^T z_i.
+BLOCK = 64      # tokens per recurrence step (the last block may be shorter)
 
-    Without autograd the per-token results go straight into preallocated (L, dv) buffers: thousands of small
-    tensors kept alive between the state's temporaries fragment the CPU heap (measured: ~50x the O(L dv) the
-    outputs need). With autograd, slice assignment would make backward O(L^2), so results are stacked instead.
-    """
+
+@contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """Run the block steps on one thread. Each step's ops are small (a (dk, dv) state, a 64 x 64 block): a
+    thread hand-off per op costs more than it saves, and on a loaded machine (more runnable threads than cores)
+    a parallel region can wait a whole scheduler slice for its second thread (measured: 2 threads 15-50x slower
+    than 1). The setting is process-wide, so other Python threads see it during the call; restored after."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
+def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, normalize: bool, reverse: bool,
+           out: torch.Tensor | None, parts: list[torch.Tensor]) -> None:
+    """One direction, block by block. The forward sweep writes each block's output (its intra-block part plus
+    the forward state's read-out), the backward sweep adds its read-out: into `out` without autograd, else into
+    `parts` (one tensor per block; slice assignment under autograd would make backward O(L^2))."""
     batch, heads, length, dk = q.shape
-    state = q.new_zeros(batch, heads, dk, v.shape[-1])
-    norm = q.new_zeros(batch, heads, dk)
-    tracking = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, decay_in))
-    if tracking:
-        nums: list[torch.Tensor] = [q.new_empty(0)] * length
-        dens: list[torch.Tensor] = [q.new_empty(0)] * length
-    else:
-        num_buf = q.new_empty(batch, heads, length, v.shape[-1])
-        den_buf = q.new_empty(batch, heads, length)
-    for i in order:
-        lam = decay_in[:, :, i]
-        state = lam[..., None, None] * state + k[:, :, i, :, None] * v[:, :, i, None, :]
-        norm = lam[..., None] * norm + k[:, :, i]
-        num = (q[:, :, i, None, :] @ state).squeeze(-2)
-        den = (q[:, :, i] * norm).sum(-1)
-        if tracking:
-            nums[i], dens[i] = num, den
+    width = v.shape[-1] + 1 if normalize else v.shape[-1]
+    starts = range(0, length, BLOCK)
+    state = q.new_zeros(batch, heads, dk, width)
+    for n in reversed(range(len(starts))) if reverse else range(len(starts)):
+        s, e = starts[n], min(starts[n] + BLOCK, length)
+        qb, kb, vb, ab = q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], a[:, :, s:e]
+        # queries read the state decayed from the block edge to themselves (the edge token not counted)
+        read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
+        if not reverse:
+            read = read + intra_chunk(qb, kb, vb, ab, normalize, out is not None)
+        if out is None:
+            parts[n:n + 1] = [parts[n] + read] if reverse else [read]
+        elif reverse:
+            out[:, :, s:e].add_(read)
         else:
-            num_buf[:, :, i], den_buf[:, :, i] = num, den
-    if tracking:
-        return torch.stack(nums, 2), torch.stack(dens, 2)
-    return num_buf, den_buf
+            out[:, :, s:e].copy_(read)
+        # keys enter the state decayed from themselves (counted) to the far edge of the block
+        key_w = cumsum_inclusive(ab, reverse=not reverse).exp().unsqueeze(-1)
+        vb = with_ones(vb) if normalize else vb
+        state = ab.sum(-1).exp()[..., None, None] * state + kb.transpose(-1, -2) @ (vb * key_w)
 
 
 def recurrent_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor,
                         normalize: bool, eps: float) -> torch.Tensor:
     """y_i = q_i^T (Sf_i + Sb_i - k_i v_i^T) / q_i^T (zf_i + zb_i - k_i); inputs in the compute dtype."""
-    length = q.shape[2]
-    lam = a.exp()
-    one = torch.ones_like(lam[..., :1])
-    # forward state i is decayed by lambda_{i-1}, backward state i by lambda_{i+1}
-    into_fwd = torch.cat([one, lam[..., :-1]], dim=-1)
-    into_bwd = torch.cat([lam[..., 1:], one], dim=-1)
-    num_f, den_f = _sweep(q, k, v, into_fwd, range(length))
-    num_b, den_b = _sweep(q, k, v, into_bwd, range(length - 1, -1, -1))
-    qk = (q * k).sum(-1)                                           # the diagonal, counted by both sweeps
-    num = num_f + num_b - qk.unsqueeze(-1) * v
+    batch, heads, length, _ = q.shape
+    dv = v.shape[-1]
+    lean = in_place_ok(q, k, v, a)
+    out = q.new_empty(batch, heads, length, dv + 1 if normalize else dv) if lean else None
+    parts: list[torch.Tensor] = []
+    with one_intra_op_thread():
+        for reverse in (False, True):
+            _sweep(q, k, v, a, normalize, reverse, out, parts)
+    if out is None:
+        out = torch.cat(parts, dim=2)
     if not normalize:
-        return num
-    den = den_f + den_b - qk
-    return num / (den.unsqueeze(-1) + eps)
+        return out
+    if lean:    # divide in place and return a view: no second output-sized buffer
+        return out[..., :dv].div_(out[..., dv:].add_(eps))
+    return out[..., :dv] / (out[..., dv:] + eps)

@@ -1,11 +1,13 @@
-"""Parity verification: eager PyTorch vs an exported graph, output by output, against one tolerance table.
+"""Parity verification: eager PyTorch vs an exported artefact (or one file vs another), output by output, each
+output against a bound calibrated on eager PyTorch in the artefact's own dtype (or the fixed table).
 
 Public API (what `lion-export export` and `lion-export verify` call):
-    report = verify_onnx(model, "model.onnx", seq_lens=None, batch=2, dtype=None, atol=None, rtol=None,
-                         inputs=None, progress=True)
-    report.passed; report.to_dict(); report.write_json("report.json")
-    print_report(report)                       # rich table, one row per (case, output)
-    write_report(report, "report.json")        # JSON + error histogram PNG next to it
+    report = verify_onnx(model, "model.onnx", seq_lens=None, batch=2, dtype=None, tolerance="calibrated",
+                         atol=None, rtol=None, error_stat="max", inputs=None, providers="cpu", progress=True)
+    report = verify_files("model.fp32.onnx", "model.fp16.onnx")      # file vs file (or an engine)
+    report.passed; report.to_dict(); report.to_json(); report.write_json("report.json")
+    print_report(report)                       # a table, one row per (case, output); plain text when piped
+    write_report(report, "report.json")        # JSON + error histograms PNG next to it
 Runners (`TorchRunner`, `OnnxRuntimeRunner`) share one interface (`with runner: runner.infer(feed)`) and import
 their backend lazily; the comparator (`compare_outputs`) knows nothing about any backend.
 """
@@ -16,11 +18,11 @@ from pathlib import Path
 from .compare import OutputComparison, compare_outputs
 from .inputs import InputsError, InputSpec, graph_input_specs, load_inputs
 from .onnxruntime_runner import OnnxRuntimeRunner
-from .parity import default_seq_lens, verify_onnx
+from .parity import default_seq_lens, verify_files, verify_onnx
 from .plot import histogram_path, plot_error_histogram
 from .report import CaseResult, VerificationReport, print_report
 from .runner import Runner
-from .tolerances import TOLERANCES, Tolerance, tolerance_for
+from .tolerances import TOLERANCES, Tolerance, ToleranceRequest, tolerance_for
 from .torch_runner import TorchRunner
 
 
@@ -36,6 +38,6 @@ def write_report(report: VerificationReport, path: str | Path) -> tuple[Path, Pa
     return report.write_json(path), png_path
 
 
-__all__ = ["verify_onnx", "write_report", "print_report", "default_seq_lens", "VerificationReport", "CaseResult",
+__all__ = ["verify_onnx", "verify_files", "ToleranceRequest", "write_report", "print_report", "default_seq_lens", "VerificationReport", "CaseResult",
            "OutputComparison", "compare_outputs", "Runner", "TorchRunner", "OnnxRuntimeRunner", "InputSpec",
            "InputsError", "graph_input_specs", "load_inputs", "Tolerance", "TOLERANCES", "tolerance_for"]

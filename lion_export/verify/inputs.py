@@ -117,9 +117,10 @@ def check_feed(feed: dict[str, np.ndarray], specs: list[InputSpec], source: str)
     return checked
 
 
-def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Read inputs.npz (one array per graph input, named like the input) and check it against `specs`."""
-    path = Path(path)
+CASE_SEPARATOR = "/"      # saved cases: "case0/input_ids", "case1/input_ids", ...
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise InputsError(f"inputs file {str(path)!r} does not exist")
     try:
@@ -130,8 +131,50 @@ def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarra
             feed = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InputsError(f"{path}: not a readable .npz file ({exc})") from None
-    return check_feed(feed, specs, str(path))
+    return feed
+
+
+def split_cases(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """{"case0/x": ..} -> {"case0": {"x": ..}}; names without a case prefix form one case named ""."""
+    cases: dict[str, dict[str, np.ndarray]] = {}
+    for key, array in arrays.items():
+        case, _, name = key.rpartition(CASE_SEPARATOR)
+        cases.setdefault(case, {})[name] = array
+    return cases
+
+
+def load_input_cases(path: str | Path, specs: list[InputSpec] | None) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Read an .npz of inputs: one array per graph input (one case), or several cases saved by --save-inputs
+    ("case0/input_ids", ...). Each case is checked against `specs` (None: an engine pair, nothing to check).
+    Returns (label, feed) pairs labelled by the file's own name."""
+    path = Path(path)
+    cases = split_cases(_read_npz(path))
+    labelled = []
+    for case, feed in cases.items():
+        label = path.name if not case else f"{path.name}[{case}]"
+        labelled.append((label, feed if specs is None else check_feed(feed, specs, label)))
+    return labelled
+
+
+def load_inputs(path: str | Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """Read inputs.npz (one array per graph input, named like the input) and check it against `specs`."""
+    path = Path(path)
+    return check_feed(_read_npz(path), specs, str(path))
+
+
+def save_arrays(path: str | Path, groups: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Write {"case0": {"input_ids": ..}, ..} as one .npz ("case0/input_ids", ...), atomically."""
+    from ..atomic import atomic_output
+
+    path = Path(path)
+    flat = {f"{group}{CASE_SEPARATOR}{name}": array for group, arrays in groups.items()
+            for name, array in arrays.items()}
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **flat)
+    return path
 
 
 __all__ = ["InputSpec", "InputsError", "graph_input_specs", "image_size_for_tokens", "tokens_for_image",
-           "padded_attention_mask", "make_image_feed", "make_text_feed", "check_feed", "load_inputs"]
+           "padded_attention_mask", "make_image_feed", "make_text_feed", "check_feed", "load_inputs",
+           "load_input_cases", "save_arrays", "split_cases"]

@@ -8,10 +8,39 @@ import numpy as np
 from .runner import Runner
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 class SessionError(ValueError):
     """onnxruntime refused to load the file (an unknown op, an invalid graph): the file is the problem."""
+
+
+class ProviderError(ValueError):
+    """An execution provider this onnxruntime installation does not have (e.g. CUDA without onnxruntime-gpu)."""
+
+
+def resolve_providers(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """"cpu,cuda" (short or full names) -> ("CPUExecutionProvider", "CUDAExecutionProvider"), each one checked
+    against what this onnxruntime build offers, so a missing GPU build is one clear error, not a silent CPU run."""
+    import onnxruntime as ort
+
+    parts = [p.strip() for p in (names.split(",") if isinstance(names, str) else names) if p.strip()]
+    if not parts:
+        raise ProviderError(f"no onnxruntime provider given; choose from {', '.join(PROVIDERS)}")
+    full = {v.lower(): v for v in PROVIDERS.values()}
+    wanted = []
+    for part in parts:
+        name = PROVIDERS.get(part.lower()) or full.get(part.lower())
+        if name is None:
+            raise ProviderError(f"unknown onnxruntime provider {part!r}; choose from {', '.join(PROVIDERS)}")
+        wanted.append(name)
+    available = ort.get_available_providers()
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        hint = " (install onnxruntime-gpu for CUDA / TensorRT)" if set(missing) - {"CPUExecutionProvider"} else ""
+        raise ProviderError(f"onnxruntime {ort.__version__} here lacks {', '.join(missing)}; it has "
+                            f"{', '.join(available)}{hint}")
+    return tuple(dict.fromkeys(wanted))
 
 
 class OnnxRuntimeRunner(Runner):
@@ -52,6 +81,10 @@ class OnnxRuntimeRunner(Runner):
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes (Fail, InvalidGraph, ...)
             message = " ".join(str(exc).split())[:300]
             raise SessionError(f"onnxruntime cannot load {self.onnx_path}: {message}") from None
+        inactive = [p for p in self.providers if p not in self.session.get_providers()]
+        if inactive:     # onnxruntime falls back to the CPU silently when a GPU provider fails to start
+            raise ProviderError(f"onnxruntime could not start {', '.join(inactive)} for {self.onnx_path} "
+                                f"(running {', '.join(self.session.get_providers())})")
 
     def deactivate(self) -> None:
         self.session = None
@@ -66,4 +99,5 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(names, self.session.run(names, feed)))
 
 
-__all__ = ["OnnxRuntimeRunner", "OPTIMIZATION_LEVELS", "SessionError"]
+__all__ = ["OnnxRuntimeRunner", "OPTIMIZATION_LEVELS", "PROVIDERS", "ProviderError", "SessionError",
+           "resolve_providers"]

@@ -1,4 +1,5 @@
-"""verify_onnx: prove an .onnx export computes what the eager model computes.
+"""verify_onnx / verify_files: prove an exported artefact computes what the eager model (or another artefact)
+computes.
 
 Eager PyTorch runs in the parallel form (the direct definition of LION attention, LION-REFERENCE.md "Full form")
 on a float64 copy of the model where that fits in memory, onnxruntime runs the file, on the same inputs, at several
@@ -7,9 +8,17 @@ that silently froze a shape or mishandles a partial last chunk fails. When the m
 (a learnt position embedding, or an export with static image sizes), batch sizes are varied instead and the report
 says so. Text models get padded batches (rows of unequal length); padded positions' outputs are not compared,
 since no model defines them.
+
+The bound each output is held to is calibrated by default (calibration.py: eager PyTorch run a second time in
+the graph's own dtype and form sets it), or the fixed table (tolerances.py); a user's atol / rtol, global or per
+output, replace either. Two files (ONNX or engine) are compared with each other on the same inputs, the first as
+the reference, against the fixed table of the lower of their precisions: with no model there is nothing to
+calibrate against.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,20 +26,25 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..forms import FORMS
 from ..inspect import load_onnx_model, metadata
 from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
-from .compare import compare_outputs, failed_comparison
-from .inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens, load_inputs,
-                     make_image_feed, make_text_feed, tokens_for_image)
-from .onnxruntime_runner import OnnxRuntimeRunner
+from .artefacts import artefact_kind, file_runner
+from .calibration import calibrated_tolerance
+from .compare import ERROR_STATS, compare_outputs, failed_comparison
+from .inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens,
+                     load_input_cases, make_image_feed, make_text_feed, save_arrays, tokens_for_image)
+from .onnxruntime_runner import resolve_providers
 from .report import CaseResult, VerificationReport
-from .tolerances import TOLERANCES, tolerance_for
+from .runner import Runner
+from .tolerances import TOLERANCES, Bounds, Tolerance, ToleranceRequest, tolerance_for
 from .torch_runner import TorchRunner
 
 # A float64 parallel reference materialises (B, H, L, L) score matrices; beyond this budget it runs in float32.
 FLOAT64_BUDGET_BYTES = 2 * 2**30
 SEED = 0
+DTYPES_TORCH = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 @dataclass
@@ -159,7 +173,7 @@ def _padding_masks(feed: dict[str, np.ndarray], expected: dict[str, np.ndarray])
     mask = feed.get("attention_mask")
     if mask is None:
         return {}
-    return {name: mask.astype(bool) for name, out in expected.items() if out.shape[:2] == mask.shape}
+    return {name: np.asarray(mask).astype(bool) for name, out in expected.items() if out.shape[:2] == mask.shape}
 
 
 def _graph_dtype(model) -> str:
@@ -167,6 +181,10 @@ def _graph_dtype(model) -> str:
 
     types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
     return "fp16" if onnx.TensorProto.FLOAT16 in types else "fp32"
+
+
+def _file_dtype(proto, meta: dict) -> str:
+    return meta["dtype"] if meta.get("dtype") in TOLERANCES else _graph_dtype(proto)
 
 
 def _reference_dtype(config, cases: list[Case]) -> torch.dtype:
@@ -181,90 +199,342 @@ def _to_parallel(model: torch.nn.Module) -> None:
     set_form(model, "parallel")
 
 
-def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list[int] | None = None,
-                batch: int = 2, dtype: str | None = None, atol: float | None = None, rtol: float | None = None,
-                inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
-                progress: bool = True,
-                on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
-    """Run eager `model` (parallel form, float64 where it fits) and onnxruntime on `onnx_path`; compare every output.
+def _tokens(config, feed: dict[str, np.ndarray]) -> int | None:
+    """The token count a feed gives the model (text: L of input_ids; vision: patches + the class token)."""
+    for array in feed.values():
+        if config is None:
+            return None
+        if config.kind == "text" and array.ndim == 2:
+            return int(array.shape[1])
+        if config.kind == "vision" and array.ndim == 4:
+            return tokens_for_image(array.shape[2], array.shape[3], config.patch_size)
+    return None
 
-    seq_lens: token counts to verify at (default: trace length, another, one not a multiple of the chunk size).
-    dtype: "fp32" | "fp16" selects the tolerance (default: read off the graph's input/output types).
-    inputs: a path to inputs.npz or a dict of arrays, used as the only case instead of generated inputs.
-    optimization: onnxruntime graph optimisation level ("all" | "extended" | "basic" | "disable").
-    Raises ValueError (InputsError / OnnxFileError for bad files) before anything runs if the request is invalid.
-    """
+
+def _cases(config, specs: list[InputSpec] | None, meta: dict, seq_lens: list[int] | None, batch: int,
+           inputs: str | Path | dict[str, np.ndarray] | None) -> tuple[str, list[Case], list[str]]:
+    """(what varies, the cases, notes): the user's inputs as they are, else generated ones for the model."""
+    notes: list[str] = []
+    if inputs is not None:
+        if isinstance(inputs, dict):
+            feeds = [("inputs", inputs if specs is None else check_feed(inputs, specs, "inputs"))]
+        else:
+            feeds = load_input_cases(inputs, specs)
+        cases = [Case(label, _tokens(config, feed), int(next(iter(feed.values())).shape[0]), feed)
+                 for label, feed in feeds]
+        return "inputs", cases, notes
+    if config is None or specs is None:
+        raise ValueError("two engine files carry no model to make inputs for: give the inputs (--load-inputs)")
+    rng = np.random.default_rng(SEED)
+    if config.kind == "vision":
+        varied, cases = _vision_cases(config, specs, meta, seq_lens, batch, rng, notes)
+    else:
+        varied, cases = _text_cases(config, specs, meta, seq_lens, batch, rng, notes)
+    return varied, cases, notes
+
+
+def _check_request(batch: int, seq_lens: list[int] | None, error_stat: str) -> None:
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if seq_lens is not None and (not seq_lens or any(n < 2 for n in seq_lens)):
         raise ValueError(f"sequence lengths must be >= 2, got {seq_lens}")
-    proto = load_onnx_model(onnx_path)
+    if error_stat not in ERROR_STATS:
+        raise ValueError(f"error_stat must be one of {', '.join(ERROR_STATS)}, got {error_stat!r}")
+
+
+def _signature_specs(model: torch.nn.Module) -> tuple[list[InputSpec], list[str]]:
+    """Input specs and output names of the model's export signature: what an engine built from it takes."""
+    from ..export.signature import graph_signature
+
+    signature = graph_signature(model, batch=2, seq_len=None, dtype=torch.float32, static=False)
+    specs = [InputSpec(name, np.dtype(str(t.dtype).removeprefix("torch.")), (None,) * t.dim())
+             for name, t in zip(signature.input_names, signature.example_inputs)]
+    return specs, list(signature.output_names)
+
+
+@dataclass
+class _Graph:
+    """What verify knows about one file before running it."""
+
+    path: Path
+    kind: str
+    specs: list[InputSpec] | None
+    output_names: list[str] | None
+    meta: dict
+    dtype: str | None
+
+
+def _read_file(path: str | Path) -> _Graph:
+    kind = artefact_kind(path)
+    if kind == "checkpoint":
+        raise ValueError(f"{path} is a checkpoint; compare a checkpoint with an .onnx or engine file")
+    if kind == "engine":
+        if not Path(path).is_file():
+            raise ValueError(f"engine file {str(path)!r} does not exist")
+        return _Graph(Path(path), kind, None, None, {}, None)
+    proto = load_onnx_model(path)
     meta = metadata(proto)
-    specs = graph_input_specs(proto)
-    output_names = [o.name for o in proto.graph.output]
-    dtype = dtype or (meta["dtype"] if meta.get("dtype") in TOLERANCES else _graph_dtype(proto))
-    tolerance = tolerance_for(dtype, atol, rtol)
-    config = config_of(model)
-    rng = np.random.default_rng(SEED)
-    notes: list[str] = []
-    if inputs is not None:
-        if isinstance(inputs, dict):
-            feed = check_feed(inputs, specs, "inputs")
-        else:
-            feed = load_inputs(inputs, specs)
-        first = next(iter(feed.values()))
-        length = first.shape[1] if config.kind == "text" else None
-        if config.kind == "vision" and first.ndim == 4:
-            length = tokens_for_image(first.shape[2], first.shape[3], config.patch_size)
-        varied, cases = "inputs", [Case("inputs.npz", length, int(first.shape[0]), feed)]
-    elif config.kind == "vision":
-        varied, cases = _vision_cases(config, specs, meta, seq_lens, batch, rng, notes)
-    else:
-        varied, cases = _text_cases(config, specs, meta, seq_lens, batch, rng, notes)
-    ref_dtype = _reference_dtype(config, cases)
-    if ref_dtype != torch.float64:
-        notes.append("reference ran in float32: float64 score matrices would exceed "
-                     f"{FLOAT64_BUDGET_BYTES / 2**30:.0f} GiB at the largest case")
-    input_names = [s.name for s in specs]
-    report = VerificationReport(
-        onnx_path=str(onnx_path), mode=meta.get("mode") if isinstance(meta.get("mode"), str) else None,
-        dtype=dtype, reference=f"pytorch {torch.__version__} parallel form, {str(ref_dtype).removeprefix('torch.')}",
-        actual="onnxruntime", tolerance=tolerance, varied=varied, notes=notes)
-    with TorchRunner(model, input_names, output_names, compute_dtype=ref_dtype, prepare=_to_parallel) as eager, \
-            OnnxRuntimeRunner(onnx_path, optimization=optimization) as ort:
-        report.actual = ort.describe()
-        for case in _progress(cases, progress):
+    return _Graph(Path(path), kind, graph_input_specs(proto), [o.name for o in proto.graph.output], meta,
+                  _file_dtype(proto, meta))
+
+
+def _config_from_meta(meta: dict):
+    """The model config recorded by the exporter (lion_export/export/metadata.py), or None."""
+    from ..models.text import TextConfig
+    from ..models.vision import VisionConfig
+
+    data = meta.get("model_config")
+    kinds = {c.kind: c for c in (TextConfig, VisionConfig)}
+    if not isinstance(data, dict) or data.get("model") not in kinds:
+        return None
+    try:
+        return kinds[data["model"]].from_dict(data)
+    except (ValueError, TypeError):
+        return None
+
+
+def _sha256_hint(checkpoint_path: str | Path | None, meta: dict) -> str | None:
+    """A note when the file records being exported from a checkpoint other than this one."""
+    recorded = meta.get("checkpoint_sha256")
+    if checkpoint_path is None or not isinstance(recorded, str):
+        return None
+    from ..checkpoint import checkpoint_sha256
+
+    actual = checkpoint_sha256(checkpoint_path)
+    if actual == recorded:
+        return None
+    return (f"the checkpoint's sha256 {actual[:12]} differs from the {recorded[:12]} recorded in the file's "
+            "metadata: it was exported from another checkpoint")
+
+
+@dataclass
+class _Sides:
+    """The runners of one parity run: the reference, the artefact checked, and (calibrated) eager in its dtype."""
+
+    expected: Runner
+    actual: Runner
+    calibration: Runner | None
+    expected_is_model: bool
+
+
+def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: ToleranceRequest,
+         error_stat: str, progress: bool, on_case, keep_outputs: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Run every case on every side and compare; returns the outputs when asked to keep them (--save-outputs)."""
+    kept: dict[str, dict[str, np.ndarray]] = {}
+    with contextlib.ExitStack() as stack:
+        expected_runner, actual_runner = stack.enter_context(sides.expected), stack.enter_context(sides.actual)
+        calibration = stack.enter_context(sides.calibration) if sides.calibration is not None else None
+        report.reference = expected_runner.describe() + report.reference
+        report.actual = actual_runner.describe()
+        for index, case in enumerate(_progress(cases, progress)):
             try:
-                expected = eager.infer(case.feed)
+                expected = expected_runner.infer(case.feed)
             except (IndexError, RuntimeError) as exc:   # e.g. token ids outside the vocabulary
-                raise InputsError(f"the PyTorch model cannot run input case {case.label}: "
+                who = "the PyTorch model" if sides.expected_is_model else expected_runner.name
+                raise InputsError(f"{who} cannot run input case {case.label}: "
                                   f"{' '.join(str(exc).split())[:300]}") from None
+            valid = _padding_masks(case.feed, expected)
+            eager = calibration.infer(case.feed) if calibration is not None else None
+            tolerances = {}
+            for name, out in expected.items():
+                base = tolerance_for(report.dtype)
+                if eager is not None:
+                    try:
+                        base = calibrated_tolerance(out, eager[name], report.dtype, valid.get(name))
+                    except ValueError as exc:    # eager itself overflowed in this dtype: nothing to calibrate on
+                        base = dataclasses.replace(base, basis=f"{base.basis} ({exc})")
+                tolerances[name] = request.apply(base, name)
+            actual = None
             try:
-                actual = ort.infer(case.feed)
-                outputs = compare_outputs(expected, actual, tolerance, _padding_masks(case.feed, expected))
+                actual = actual_runner.infer(case.feed)
+                outputs = compare_outputs(expected, actual, tolerances, valid, error_stat)
             except Exception as exc:  # noqa: BLE001 - a graph that cannot run this size fails this case, visibly
-                problem = f"onnxruntime failed: {str(exc).splitlines()[0][:300]}"
+                problem = f"{actual_runner.name} failed: {str(exc).splitlines()[0][:300]}"
                 outputs = [failed_comparison(name, tuple(out.shape), problem) for name, out in expected.items()]
+            if keep_outputs:
+                kept[f"case{index}/expected"] = expected
+                if actual is not None:
+                    kept[f"case{index}/actual"] = actual
+                if eager is not None:
+                    kept[f"case{index}/eager-{report.dtype}"] = eager
             result = CaseResult(case.label, case.seq_len, case.batch,
                                 {k: list(v.shape) for k, v in case.feed.items()}, outputs)
             report.cases.append(result)
             if on_case is not None:
                 on_case(result)
+    return kept
+
+
+def _save(cases: list[Case], kept: dict, save_inputs: str | Path | None, save_outputs: str | Path | None) -> None:
+    if save_inputs is not None:
+        save_arrays(save_inputs, {f"case{i}": case.feed for i, case in enumerate(cases)})
+    if save_outputs is not None:
+        save_arrays(save_outputs, kept)
+
+
+def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list[int] | None = None,
+                batch: int = 2, dtype: str | None = None, atol: float | Bounds | None = None,
+                rtol: float | Bounds | None = None, tolerance: str = "calibrated", error_stat: str = "max",
+                inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
+                providers: str | tuple[str, ...] = "cpu", checkpoint_path: str | Path | None = None,
+                save_inputs: str | Path | None = None, save_outputs: str | Path | None = None,
+                per_block: bool | None = None, progress: bool = True,
+                on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
+    """Run eager `model` (parallel form, float64 where it fits) and `onnx_path` (an .onnx file in onnxruntime, or
+    an engine); compare every output against its bound.
+
+    seq_lens: token counts to verify at (default: trace length, another, one not a multiple of the chunk size).
+    dtype: "fp32" | "fp16", the file's precision (default: read off the graph; engines: fp32).
+    tolerance: "calibrated" (eager in the file's dtype sets each bound, calibration.py) or "fixed" (the table).
+    atol, rtol: one number for every output or {output name: number}; replace the method's bound where given.
+    error_stat: "max" (every element within its bound), "mean" or "median" of |err| / bound must be <= 1.
+    inputs: an .npz path (one case, or cases saved with save_inputs) or a dict of arrays, instead of generated ones.
+    optimization, providers: onnxruntime's graph optimisation level and execution providers ("cpu,cuda", ...).
+    checkpoint_path: the file `model` came from; a sha256 differing from the file's metadata is noted.
+    save_inputs, save_outputs: .npz files for the inputs run and every side's outputs ("case0/expected/logits").
+    per_block: compare every block's mixer and MLP too (blocks.py), on the first failing case (or the first case);
+    None (the default) does it only when parity fails, for .onnx files.
+    Raises ValueError (InputsError / OnnxFileError / ProviderError for bad input) before anything runs.
+    """
+    _check_request(batch, seq_lens, error_stat)
+    request = ToleranceRequest.build(tolerance, atol, rtol)
+    provider_names = resolve_providers(providers)
+    graph = _read_file(onnx_path)
+    if graph.specs is None:
+        graph.specs, graph.output_names = _signature_specs(model)
+    request.check_outputs(graph.output_names)
+    dtype = dtype or graph.dtype or "fp32"
+    if dtype not in TOLERANCES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(TOLERANCES)}")
+    config = config_of(model)
+    varied, cases, notes = _cases(config, graph.specs, graph.meta, seq_lens, batch, inputs)
+    ref_dtype = _reference_dtype(config, cases)
+    if ref_dtype != torch.float64:
+        notes.append("reference ran in float32: float64 score matrices would exceed "
+                     f"{FLOAT64_BUDGET_BYTES / 2**30:.0f} GiB at the largest case")
+    method = request.method
+    if method == "calibrated" and dtype == "fp32" and ref_dtype == torch.float32:
+        notes.append("no calibration: the reference itself ran in float32; the fixed fp32 table applies")
+        method = "fixed"
+    input_names = [s.name for s in graph.specs]
+    calibration = None
+    form = graph.meta.get("mode") if graph.meta.get("mode") in FORMS else "parallel"
+    if method == "calibrated":
+        chunk = _meta_int(graph.meta, "chunk_size") or config.chunk_size
+        calibration = TorchRunner(model, input_names, graph.output_names, compute_dtype=DTYPES_TORCH[dtype],
+                                  prepare=lambda m: _set_form(m, form, chunk))
+    mode = graph.meta.get("mode") if isinstance(graph.meta.get("mode"), str) else None
+    report = VerificationReport(
+        artefact=str(onnx_path), mode=mode, dtype=dtype, reference=", parallel form", actual="",
+        tolerance_method=method, error_stat=error_stat, varied=varied, notes=notes,
+        calibration=None if calibration is None else f"eager pytorch, {form} form, {dtype}",
+        hint=_sha256_hint(checkpoint_path, graph.meta), reference_artefact=None if checkpoint_path is None
+        else str(checkpoint_path))
+    sides = _Sides(TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype, prepare=_to_parallel),
+                   file_runner(onnx_path, providers=provider_names, optimization=optimization), calibration, True)
+    kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
+    _save(cases, kept, save_inputs, save_outputs)
+    _check_precision(report, graph)
+    if per_block and graph.kind != "onnx":
+        report.notes.append("no per-block table: it marks extra outputs in an .onnx file, and this is an engine")
+    elif graph.kind == "onnx" and (per_block or (per_block is None and not report.passed)):
+        _localise(report, model, graph, cases, input_names, dtype, form, method, request, provider_names,
+                  asked=bool(per_block))
     return report
+
+
+def _localise(report: VerificationReport, model, graph: _Graph, cases: list[Case], input_names: list[str],
+              dtype: str, form: str, method: str, request: ToleranceRequest, providers: tuple[str, ...],
+              asked: bool) -> None:
+    """Fill the report's per-block table on the first failing case; when it was not asked for, a failure to make
+    it is a note, never a second error on top of the parity failure."""
+    from .blocks import per_block as compare_blocks
+
+    index = next((i for i, r in enumerate(report.cases) if not r.passed), 0)
+    chunk = _meta_int(graph.meta, "chunk_size") or config_of(model).chunk_size
+    try:
+        rows, summary = compare_blocks(model, graph.path, cases[index].feed, input_names, dtype=dtype, form=form,
+                                       chunk_size=chunk, method=method, request=request, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        if asked:
+            raise
+        report.notes.append(f"no per-block table: {' '.join(str(exc).split())[:200]}")
+        return
+    report.blocks, report.block_case, report.block_finding = rows, cases[index].label, summary
+
+
+def verify_files(reference_path: str | Path, actual_path: str | Path, *, seq_lens: list[int] | None = None,
+                 batch: int = 2, dtype: str | None = None, atol: float | Bounds | None = None,
+                 rtol: float | Bounds | None = None, error_stat: str = "max",
+                 inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
+                 providers: str | tuple[str, ...] = "cpu", save_inputs: str | Path | None = None,
+                 save_outputs: str | Path | None = None, progress: bool = True,
+                 on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
+    """Run two files (.onnx or engines) on the same inputs and compare the second against the first.
+
+    Inputs are generated from the model config recorded in an .onnx file's metadata (or given with `inputs`);
+    the bound is the fixed table of the lower precision of the two (fp16 if either is), with atol / rtol as in
+    verify_onnx. Other arguments as verify_onnx.
+    """
+    _check_request(batch, seq_lens, error_stat)
+    request = ToleranceRequest.build("fixed", atol, rtol)
+    provider_names = resolve_providers(providers)
+    first, second = _read_file(reference_path), _read_file(actual_path)
+    described = first if first.specs is not None else second
+    specs, output_names = described.specs, described.output_names
+    if output_names is not None:
+        request.check_outputs(output_names)
+    for graph in (first, second):
+        if graph.specs is not None and [s.name for s in graph.specs] != [s.name for s in specs]:
+            raise ValueError(f"{first.path.name} and {second.path.name} take different inputs: "
+                             f"{[s.name for s in first.specs]} vs {[s.name for s in graph.specs]}")
+    dtypes = {g.dtype for g in (first, second) if g.dtype is not None}
+    dtype = dtype or ("fp16" if "fp16" in dtypes else "fp32")
+    if dtype not in TOLERANCES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(TOLERANCES)}")
+    config = _config_from_meta(described.meta)
+    if config is None and inputs is None:
+        raise ValueError(f"{described.path.name} records no model config to make inputs for: give the inputs "
+                         "(--load-inputs)")
+    varied, cases, notes = _cases(config, specs, described.meta, seq_lens, batch, inputs)
+    notes.append(f"file against file: the fixed {dtype} table applies (no model to calibrate against)")
+    report = VerificationReport(
+        artefact=str(actual_path), mode=second.meta.get("mode") if isinstance(second.meta.get("mode"), str)
+        else None, dtype=dtype, reference=f", {first.path.name}", actual="", tolerance_method="fixed",
+        error_stat=error_stat, varied=varied, notes=notes, reference_artefact=str(reference_path))
+    sides = _Sides(file_runner(reference_path, providers=provider_names, optimization=optimization),
+                   file_runner(actual_path, providers=provider_names, optimization=optimization), None, False)
+    kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
+    _save(cases, kept, save_inputs, save_outputs)
+    _check_precision(report, second)
+    return report
+
+
+def _check_precision(report: VerificationReport, graph: _Graph) -> None:
+    """An fp16 .onnx file must keep its decay path in fp32 (precision.py): a failure of its own."""
+    from .precision import fp16_decay_nodes
+
+    if graph.kind == "onnx" and graph.dtype == "fp16":
+        report.failures += [f"{graph.path.name}: {problem}: the decay path must compute in fp32 (onnxruntime's "
+                            "CPU provider upcasts such nodes, so parity here cannot show it; TensorRT does not)"
+                            for problem in fp16_decay_nodes(graph.path)]
+
+
+def _set_form(model: torch.nn.Module, form: str, chunk_size: int) -> None:
+    from ..models import set_form
+
+    set_form(model, form, chunk_size)
 
 
 def _progress(cases: list[Case], show: bool):
     if not show:
         yield from cases
         return
-    from rich.progress import Progress
+    from rich.console import Console
 
-    with Progress(transient=True) as bar:
-        task = bar.add_task("verifying", total=len(cases))
-        for case in cases:
-            bar.update(task, description=f"verifying {case.label}")
-            yield case
-            bar.advance(task)
+    from ..progress import items
+
+    yield from items(Console(stderr=True), cases, len(cases), lambda case: f"verifying {case.label}")
 
 
-__all__ = ["verify_onnx", "default_seq_lens", "default_image_token_counts", "FLOAT64_BUDGET_BYTES"]
+__all__ = ["verify_onnx", "verify_files", "default_seq_lens", "default_image_token_counts", "FLOAT64_BUDGET_BYTES"]

@@ -1,0 +1,50 @@
+"""What a path given to `verify` is, and the runner that runs it: one small factory keyed by file kind.
+
+A checkpoint (.pt / .pth / .safetensors / any other suffix) is a model, run in eager PyTorch by parity.py itself; an .onnx file runs
+in onnxruntime; a TensorRT engine (.engine / .plan) runs in `lion_export.engine.runner.TensorRTRunner`, imported
+only when an engine is given (TensorRT support is optional and needs a GPU: without it the error is one line).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runner import Runner
+
+KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".safetensors": "checkpoint", ".onnx": "onnx",
+         ".engine": "engine", ".plan": "engine"}
+
+
+class ArtefactError(ValueError):
+    """A path of a kind verify cannot compare, or a runner this installation cannot provide."""
+
+
+def artefact_kind(path: str | Path) -> str:
+    """"onnx" or "engine" by the file's suffix; anything else is taken for a checkpoint (they come as .pt, .pth,
+    .bin, .ckpt, .safetensors, ...), and loading it says clearly when it is not one."""
+    return KINDS.get(Path(path).suffix.lower(), "checkpoint")
+
+
+def engine_runner(path: str | Path) -> Runner:
+    """TensorRTRunner(path), or ArtefactError when lion_export's TensorRT support cannot be imported here."""
+    try:
+        from ..engine.runner import TensorRTRunner
+    except ImportError as exc:
+        raise ArtefactError(f"{path} is a TensorRT engine, but lion_export.engine.runner.TensorRTRunner cannot "
+                            f"be imported here ({' '.join(str(exc).split())})") from None
+    return TensorRTRunner(path)
+
+
+def file_runner(path: str | Path, *, providers: tuple[str, ...] = ("CPUExecutionProvider",),
+                optimization: str = "all") -> Runner:
+    """The runner of an .onnx file (onnxruntime with `providers`) or an engine file (TensorRT)."""
+    from .onnxruntime_runner import OnnxRuntimeRunner
+
+    kind = artefact_kind(path)
+    if kind == "onnx":
+        return OnnxRuntimeRunner(path, optimization=optimization, providers=providers)
+    if kind == "engine":
+        return engine_runner(path)
+    raise ArtefactError(f"{path} is a checkpoint, not a file a runner executes")
+
+
+__all__ = ["KINDS", "ArtefactError", "artefact_kind", "engine_runner", "file_runner"]

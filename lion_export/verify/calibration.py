@@ -1,0 +1,42 @@
+"""Calibrated tolerances: eager PyTorch run in the graph's own dtype is the yardstick for the export's error.
+
+A fixed table cannot fit every model: rounding error grows with width, depth, output magnitude and the decays a
+model learnt, so a fixed atol is loose for a tiny model and tight for a trained base-size one. Instead the model
+runs twice in eager PyTorch on the same inputs: in float64 (the reference, `expected`) and in the graph's dtype
+(fp32 or fp16) in the graph's own form, the best a framework computing in that dtype does. Per output:
+
+    eager_error = max |eager_dtype - expected|              (over the compared elements)
+    atol        = FACTOR * eager_error + FLOOR_ULPS * u * max |expected|,   rtol = 0
+
+where u is the dtype's unit round-off (2^-24 fp32, 2^-11 fp16); the floor keeps the bound sensible for outputs so
+small (or so exact) that eager's own error is near zero. An export passes when its error is within FACTOR times
+what eager PyTorch in the same dtype makes. Measured on the tiny test grid (LIT/D/S x text/vision x fp32/fp16,
+decays spread over 0.01..0.99), onnxruntime's max error is 0.35x .. 1.22x eager's, so FACTOR = 4 leaves >= 3x
+headroom for correct exports, while the wrong exports of tests/test_verify_calibrated.py exceed it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .compare import valid_elements
+from .tolerances import UNIT_ROUNDOFF, Tolerance
+
+FACTOR = 4.0
+FLOOR_ULPS = 4.0
+
+
+def calibrated_tolerance(expected: np.ndarray, eager: np.ndarray, dtype: str,
+                         valid: np.ndarray | None = None) -> Tolerance:
+    """The bound for one output from the float64 reference and eager PyTorch's output in `dtype`."""
+    if dtype not in UNIT_ROUNDOFF:
+        raise ValueError(f"no unit round-off for dtype {dtype!r}; known: {', '.join(UNIT_ROUNDOFF)}")
+    e, g = valid_elements(expected, valid), valid_elements(eager, valid)
+    if e.size == 0 or not np.isfinite(g).all():
+        raise ValueError(f"eager PyTorch in {dtype} gives no finite output to calibrate against")
+    eager_error = float(np.abs(g - e).max())
+    floor = FLOOR_ULPS * UNIT_ROUNDOFF[dtype] * float(np.abs(e).max())
+    return Tolerance(atol=FACTOR * eager_error + floor, rtol=0.0,
+                     basis=f"calibrated: {FACTOR:g} x eager {dtype} error {eager_error:.2e} + floor {floor:.1e}")
+
+
+__all__ = ["FACTOR", "FLOOR_ULPS", "calibrated_tolerance"]

@@ -1,0 +1,139 @@
+"""Real TensorRT-RTX engines from tiny exports (no GPU needed to build): every LION variant in both model kinds,
+both dtypes and both engine-worthy modes, through `build_engine` and the `lion-export build` command.
+
+The matrix covers each (variant, mode, dtype) once across the two model kinds: text builds chunked fp32 and
+recurrent fp16, vision builds chunked fp16 and recurrent fp32. Engines are checked from the outside: the header
+(edition, version, targets) of the file written, the build report, and the network's layers: the recurrent file
+holds exactly one plugin layer per mixer when the plugin binds, none with --no-plugin (its scan becomes TensorRT
+loops instead), and the chunked file none at all.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from engine_exports import exported
+from lion_export.cli import main
+from lion_export.engine.backend import load_backend
+from lion_export.engine.build import BuildOptions, build_engine
+from lion_export.engine.header import build_report_path, read_engine_header
+from lion_export.engine.profiles import AxisRange, ProfileOptions
+
+pytest.importorskip("tensorrt_rtx_bindings",
+                    reason='needs TensorRT-RTX (pip install "lion-export[tensorrt-rtx]") to build engines')
+
+CASES = [(kind, mask, mode, dtype)
+         for mask in ("lit", "decay", "selective")
+         for kind, plan in (("text", (("chunked", "fp32"), ("recurrent", "fp16"))),
+                            ("vision", (("chunked", "fp16"), ("recurrent", "fp32"))))
+         for mode, dtype in plan]
+ARCH = "sm_86,sm_120"
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    """Build each case once on first use: {case: (engine path, report)}."""
+    root = tmp_path_factory.mktemp("engines")
+    built = {}
+
+    def get(case, use_plugin=True):
+        key = (*case, use_plugin)
+        if key not in built:
+            onnx_path = exported(*case[:4], pos_embed=case[1] != "decay")
+            engine = root / f"{'-'.join(case)}{'' if use_plugin else '-inlined'}.engine"
+            built[key] = engine, build_engine(onnx_path, engine, BuildOptions(arch=ARCH, use_plugin=use_plugin))
+        return built[key]
+    return get
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_every_variant_kind_mode_and_dtype_builds(engines, case):
+    kind, mask, mode, dtype = case
+    engine, report = engines(case)
+    header = read_engine_header(engine)
+    backend = load_backend()
+    assert header.edition == backend.edition == report.backend == "TensorRT-RTX"
+    assert header.version == backend.version == report.version
+    assert header.targets == report.arch == ["sm_86", "sm_120"]
+    assert header.file_bytes == header.engine_bytes == report.engine_bytes > 0
+    assert report.mode == mode and report.dtype == dtype
+    assert report.scan_nodes == (1 if mode == "recurrent" else 0)       # depth-1 models: one mixer
+    assert report.plugin_layers == report.scan_nodes
+    assert report.layers_by_type.get("PLUGIN_V3", 0) == report.scan_nodes
+    assert sum(report.layers_by_type.values()) == report.network_layers
+    on_disk = json.loads(build_report_path(engine).read_text())
+    assert on_disk == json.loads(json.dumps(report.to_dict()))
+    assert set(on_disk) >= {"backend", "version", "network_layers", "plugin_layers", "layers_by_type",
+                            "engine_bytes", "build_seconds", "profiles", "arch"}
+
+
+INLINED = [("text", "lit", "recurrent", "fp16"), ("vision", "decay", "recurrent", "fp32"),
+           ("text", "selective", "recurrent", "fp16")]
+
+
+@pytest.mark.parametrize("case", INLINED, ids=["-".join(c) for c in INLINED])
+def test_no_plugin_builds_the_inlined_scan_as_loops(engines, case):
+    _engine, report = engines(case, use_plugin=False)
+    assert report.plugin_layers == 0 and "PLUGIN_V3" not in report.layers_by_type
+    assert report.layers_by_type.get("LOOP_OUTPUT", 0) > 0           # the local function's Scan, as TensorRT loops
+    assert report.plugin == "inlined local function (--no-plugin)"
+
+
+def test_plugin_engine_is_smaller_and_has_fewer_layers_than_the_inlined_one(engines):
+    case = ("vision", "selective", "recurrent", "fp32")
+    (_, with_plugin), (_, inlined) = engines(case), engines(case, use_plugin=False)
+    assert with_plugin.network_layers < inlined.network_layers
+    assert with_plugin.engine_bytes < inlined.engine_bytes
+
+
+def test_build_command_prints_backend_targets_layers_and_writes_the_report(tmp_path):
+    onnx_path = exported("text", "lit", "recurrent", "fp16")
+    engine, report_path = tmp_path / "out" / "m.engine", tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["build", str(onnx_path), "-o", str(engine), "--batch", "1,2,4",
+                                       "--seq-len", "4,24,48", "--arch", "sm_89", "--report", str(report_path)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "TensorRT-RTX 1." in result.stdout and "targets: sm_89" in result.stdout
+    assert "1 plugin layers (scan: lion::SelectiveScan v1)" in result.stdout and "PLUGIN_V3" in result.stdout
+    assert "profile input_ids: min 1x4, opt 2x24, max 4x48" in result.stdout
+    assert "Building engine" in result.stderr                         # a line per phase (not a terminal)
+    report = json.loads(report_path.read_text())
+    assert report["profiles"]["attention_mask"] == {"min": [1, 4], "opt": [2, 24], "max": [4, 48]}
+    assert read_engine_header(engine).targets == ["sm_89"]
+    assert not build_report_path(engine).exists()                     # --report chose another place
+
+    shown = CliRunner().invoke(main, ["inspect", str(engine), "--json"])
+    assert shown.exit_code == 0
+    summary = json.loads(shown.stdout)
+    assert summary["header"]["targets"] == ["sm_89"] and summary["build_report"] is None
+
+
+def test_default_build_targets_every_fp32_target_and_profiles_from_the_file(tmp_path):
+    onnx_path = exported("vision", "decay", "recurrent", "fp32", pos_embed=False)
+    engine = tmp_path / "v.engine"
+    report = build_engine(onnx_path, engine, BuildOptions(
+        profiles=ProfileOptions(batch=AxisRange(1, 1, 2))))
+    assert report.arch == ["sm_80", "sm_86", "sm_89", "sm_120", "sm_121"]
+    assert read_engine_header(engine).targets == report.arch
+    # images: one patch .. the traced 32x32 .. twice the model's 32 px
+    assert report.profiles["images"] == {"min": [1, 3, 8, 8], "opt": [1, 3, 32, 32], "max": [2, 3, 64, 64]}
+    shown = CliRunner().invoke(main, ["inspect", str(engine)])
+    assert shown.exit_code == 0
+    assert "sm_120 (Blackwell" in shown.stdout and "build report: recurrent fp32" in shown.stdout
+
+
+def test_one_command_export_verify_build(tmp_path):
+    """`lion-export model.pt --mode recurrent --engine`: export, parity check, then the engine beside the file."""
+    from engine_exports import model
+    from lion_export import save_checkpoint
+
+    checkpoint = save_checkpoint(model("text", "selective"), tmp_path / "model.pt")
+    result = CliRunner().invoke(main, [str(checkpoint), "--mode", "recurrent", "--seq-len", "16", "--engine",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].endswith("parity PASSED") and lines[1].startswith(f"wrote {tmp_path / 'model.engine'}")
+    report = json.loads((tmp_path / "model.build.json").read_text())
+    assert report["mode"] == "recurrent" and report["plugin_layers"] == report["scan_nodes"] == 1
+    assert read_engine_header(tmp_path / "model.engine").targets == ["sm_80", "sm_86", "sm_89", "sm_120", "sm_121"]
