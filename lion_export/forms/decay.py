@@ -50,7 +50,8 @@ def running_sums(x: torch.Tensor, first: int) -> torch.Tensor:
 
 def shift_right(x: torch.Tensor) -> torch.Tensor:
     """x_{s-1} at position s (0 at s = 0) along the last axis."""
-    return torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], dim=-1)
+    # pad, then drop the last: no intermediate of size L - 1, which torch.export would guard against being 1
+    return torch.nn.functional.pad(x, (1, 0))[..., :-1]
 
 
 def pairwise_log_decay(a: torch.Tensor) -> torch.Tensor:
