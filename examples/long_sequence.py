@@ -226,7 +226,7 @@ def plot(rows: list[dict], points: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lion_export.atomic import atomic_output
+    from lion_export.bench.plot import save_length_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for key, label in (("lion_chunked", "LION chunked"), ("lion_recurrent", "LION recurrent"),
@@ -243,16 +243,7 @@ def plot(rows: list[dict], points: list[dict], path: Path, title: str) -> None:
                          label=series)
     axes[1].set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="onnxruntime latency (ms, median)")
     axes[2].set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="peak memory of a run (MiB)")
-    for ax in axes:
-        ax.set_xscale("log", base=2)
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize="small")
-    fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_length_figure(fig, title, path)
 
 
 def main(argv: list[str] | None = None) -> int:

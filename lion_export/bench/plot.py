@@ -24,10 +24,19 @@ def plot_bench(points: list[dict], title: str, path: Path) -> Path:
         ax_t.errorbar(lengths, median, yerr=spread, marker="o", capsize=3, label=series, **style)
         ax_m.plot(lengths, [max(p["peak_mib"], 1e-3) for p in ok], marker="o", label=series, **style)
     for ax, label in ((ax_t, "latency (ms, median; bars: min..max)"), (ax_m, "peak memory of a run (MiB)")):
-        ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length L (tokens)")
         ax.set_ylabel(label)
+    return save_length_figure(fig, title, path)
+
+
+def save_length_figure(fig, title: str, path: Path) -> Path:
+    """The common ending of every plot against sequence length (bench.png, the long-sequence example): each axis
+    log2 in L with a grid and a legend where it has data, the title, and the PNG written atomically."""
+    import matplotlib.pyplot as plt
+
+    for ax in fig.axes:
+        ax.set_xscale("log", base=2)
         ax.grid(True, which="both", alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize="small")
@@ -39,4 +48,4 @@ def plot_bench(points: list[dict], title: str, path: Path) -> Path:
     return path
 
 
-__all__ = ["plot_bench"]
+__all__ = ["plot_bench", "save_length_figure"]
