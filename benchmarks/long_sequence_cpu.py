@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from onnx_cpu import _status_kib, reset_peak_rss
+from lion_export.bench.memory import reset_peak_rss, status_kib
 from plotting import plot_latency_and_memory
 
 HEADS, HEAD_DIM, CHUNK = 3, 64, 64
@@ -120,9 +120,9 @@ def child_memory(implementation: str, length: int) -> dict:
     call = make_call(implementation, length)
     with torch.inference_mode():
         reset = reset_peak_rss()
-        base = _status_kib("VmRSS")
+        base = status_kib("VmRSS")
         out = call()
-        peak = _status_kib("VmHWM") if reset else None
+        peak = status_kib("VmHWM") if reset else None
     return {"peak_mib": None if peak is None else max(peak - base, 0) / 1024,
             "output_mib": out.numel() * out.element_size() / 2 ** 20}
 

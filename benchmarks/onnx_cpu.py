@@ -38,6 +38,8 @@ from pathlib import Path
 
 from plotting import plot_latency_and_memory
 
+from lion_export.bench.memory import reset_peak_rss, status_kib
+
 DIM, HEADS, DEPTH, MLP_RATIO, CHUNK = 192, 3, 1, 1.0, 64
 SIDES = {"full": [16, 32, 45, 64, 90, 128], "quick": [16, 32]}     # L = side^2 + 1
 GOAL_SIDE = 64                                                      # L = 4097
@@ -72,21 +74,6 @@ def export_all(folder: Path, sides: list[int]) -> None:
             start = time.perf_counter()
             export_onnx(model, onnx_path(folder, mode, side), mode=mode, chunk_size=CHUNK, batch=2)
             print(f"exported {mode:>9} L={side * side + 1:>5} in {time.perf_counter() - start:.1f} s", flush=True)
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM); False where /proc/self/clear_refs is not writable."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def make_runner(implementation: str, side: int, folder: Path, threads: int, flush_denormals: bool = True):
@@ -138,9 +125,9 @@ def child_point(implementation: str, side: int, folder: Path, threads: int, flus
     """Runs in a fresh interpreter: latency and extra peak memory of one (implementation, L) point."""
     run = make_runner(implementation, side, folder, threads, flush)
     reset = reset_peak_rss()
-    base = _status_kib("VmRSS")
+    base = status_kib("VmRSS")
     seconds = best_time(run)
-    peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "peak_mib": max(peak - base, 0) / 1024,
             "peak_counter": "VmHWM after reset" if reset else "ru_maxrss (lifetime)"}
 

@@ -23,21 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from .memory import reset_peak_rss, status_kib
+
 MIB = 2**20
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def make_feed(inputs: dict[str, Any], dtype: str) -> dict[str, np.ndarray]:
@@ -129,8 +117,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             counter = "torch.cuda.max_memory_allocated" + (
                 " (what torch allocates; not TensorRT's own workspace)" if spec["backend"] == "tensorrt" else "")
         else:
-            counter = "VmHWM after reset" if _reset_peak_rss() else "ru_maxrss (lifetime)"
-            base = _status_kib("VmRSS") * 1024
+            counter = "VmHWM after reset" if reset_peak_rss() else "ru_maxrss (lifetime)"
+            base = status_kib("VmRSS") * 1024
         for _ in range(spec["warmup"]):
             run()
         times: list[float] = []
@@ -144,7 +132,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         if cuda is not None:
             peak = cuda.cuda.max_memory_allocated()
         elif counter.startswith("VmHWM"):
-            peak = _status_kib("VmHWM") * 1024
+            peak = status_kib("VmHWM") * 1024
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     except Exception as error:  # noqa: BLE001 - every failure of a point is data, reported to the parent
