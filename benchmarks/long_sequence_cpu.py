@@ -8,8 +8,9 @@ form also runs on 2 threads in that child (threads switched between rounds). Pea
 (implementation, L), the kernel's peak-RSS counter reset before one call (benchmarks/onnx_cpu.py's helpers), minus
 the RSS with the inputs in place, compared with the size of the output tensor.
 --ort adds the exported graphs in onnxruntime: a one-block LION-S ViT (benchmarks/onnx_cpu.py's model) exported in
-the chunked form against the same block with softmax attention (SDPA on the same qkv / proj weights), L = 1025 and
-16385, interleaved in one child per length, medians.
+the chunked form against the same block with softmax attention (SDPA on the same qkv / proj weights) and with no
+token mixing at all (each token's v: the block's linear layers alone, the floor under any mixer, which bounds the
+ratio any mixer can reach), L = 1025 and 16385, interleaved in one child per length, medians.
 Denormals are flushed to zero everywhere (see benchmarks/onnx_cpu.py for why). Single-threaded unless stated.
 
     python benchmarks/long_sequence_cpu.py                  # L = 1024, 4096, 16384 (a few minutes)
@@ -34,6 +35,7 @@ from plotting import plot_latency_and_memory
 HEADS, HEAD_DIM, CHUNK = 3, 64, 64
 LENGTHS, LONG_LENGTHS = [1024, 4096, 16384], [65536]
 ORT_SIDES = [32, 128]                       # L = side^2 + 1 = 1025, 16385
+ORT_TWINS = ("softmax", "no-mixing")
 IMPLEMENTATIONS = ("sdpa", "lion-s chunked", "lion-lit chunked", "lion-s recurrent")
 SLOW_SINGLE_RUN = {"sdpa": 16384, "lion-s recurrent": 16384}   # above this L: one timed run (SDPA: minutes)
 
@@ -128,7 +130,8 @@ def child_memory(implementation: str, length: int) -> dict:
 
 
 def export_ort_models(folder: Path) -> None:
-    """Per ORT length: the LION-S block in the chunked form (export_onnx) and the softmax twin (torch.onnx)."""
+    """Per ORT length: the LION-S block in the chunked form (export_onnx), its softmax twin and its no-mixing twin
+    (torch.onnx)."""
     import torch
 
     from lion_export.export import export_onnx
@@ -137,42 +140,44 @@ def export_ort_models(folder: Path) -> None:
     for side in ORT_SIDES:
         model = build_model(side)
         export_onnx(model, folder / f"chunked_{side}.onnx", mode="chunked", chunk_size=CHUNK, batch=2)
-        softmax = softmax_twin(build_model(side))
         image = torch.zeros(1, 1, side, side)
-        torch.onnx.export(softmax, (image,), str(folder / f"softmax_{side}.onnx"), input_names=["images"],
-                          dynamo=True, verbose=False)
-        print(f"exported L={side * side + 1} (chunked, softmax)", flush=True)
+        for kind in ORT_TWINS:
+            torch.onnx.export(mixer_twin(build_model(side), kind), (image,), str(folder / f"{kind}_{side}.onnx"),
+                              input_names=["images"], dynamo=True, verbose=False)
+        print(f"exported L={side * side + 1} (chunked, {', '.join(ORT_TWINS)})", flush=True)
 
 
-def softmax_twin(model):
-    """The same model with each LION mixer replaced by softmax attention over the same qkv and proj weights."""
+def mixer_twin(model, kind: str):
+    """The same model with each LION mixer replaced over the same qkv and proj weights: "softmax" attention, or
+    "no-mixing" (each token's own v: the block's cost without any token mixing, the floor under every mixer)."""
     import torch
     import torch.nn.functional as F
 
-    class SoftmaxMixer(torch.nn.Module):
+    class TwinMixer(torch.nn.Module):
         def __init__(self, lion) -> None:
             super().__init__()
             self.qkv, self.proj, self.heads = lion.qkv, lion.proj, lion.num_heads
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+            del grid    # neither twin has a token order to walk
             batch, length, dim = x.shape
             q, k, v = self.qkv(x).reshape(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v) if kind == "softmax" else v
             return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
     for block in model.blocks:
-        block.attn = SoftmaxMixer(block.attn)
+        block.attn = TwinMixer(block.attn)
     return model.eval()
 
 
 def child_ort(side: int, folder: Path, repeats: int) -> dict:
-    """Fresh interpreter: the chunked and softmax ORT sessions at one L, interleaved; medians in seconds."""
+    """Fresh interpreter: the chunked block and its twins in ORT sessions at one L, interleaved; medians in seconds."""
     import numpy as np
     import onnxruntime as ort
 
     image = np.random.default_rng(0).standard_normal((1, 1, side, side)).astype(np.float32)
     runs = {}
-    for kind in ("chunked", "softmax"):
+    for kind in ("chunked", *ORT_TWINS):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
@@ -227,6 +232,8 @@ def goal_lines(times: dict[int, dict], ort: dict[int, dict]) -> list[str]:
         if side in ort:
             ratio = ort[side]["softmax"] / ort[side]["chunked"]
             check(f"ORT L={side * side + 1} softmax block / chunked block (goal >= {goal:g}x)", ratio, ratio >= goal)
+            lines.append(f"  (bound for any mixer: softmax block / no-mixing block = "
+                         f"{ort[side]['softmax'] / ort[side]['no-mixing']:.2f}x)")
     return lines
 
 
@@ -275,7 +282,8 @@ def main() -> None:
             for side in ORT_SIDES:
                 ort[side] = in_child("ort", str(side), tmp, str(args.repeats if side < 100 else 3))
                 print(f"ORT L={side * side + 1}: chunked {ort[side]['chunked'] * 1e3:.1f} ms, "
-                      f"softmax {ort[side]['softmax'] * 1e3:.1f} ms", flush=True)
+                      f"softmax {ort[side]['softmax'] * 1e3:.1f} ms, no mixing {ort[side]['no-mixing'] * 1e3:.1f} ms",
+                      flush=True)
     goals = goal_lines(times, ort)
     print("\n".join(goals))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,21 @@
 """Chunkwise-parallel form: exact LION attention in O(L c (dk + dv) + L dk dv) work for chunk size c.
 
 Each output is an intra-chunk part (a c x c masked block, the parallel form restricted to the chunk) plus a
-forward and a backward inter-chunk part (LION-REFERENCE.md, "Chunkwise-parallel form"). The states entering
-every chunk come from per-chunk summaries U_m (dk x (dv + 1): the normaliser rides along as one more column)
-through a hierarchy of chunk groups (`carried_states`): within a group of GROUP chunks a small dense decay mix,
-between groups the same construction one level up, LEVELS levels in all. That is O(L) for any practical L
-(the top level is dense over L / (c GROUP^(LEVELS-1)) groups: 4 at L = 65536, c = 64) and stays loop-free with a
-data-dependent number of chunks, so one exported graph serves every sequence length (ONNX and TensorRT have no
-cheap loops): only MatMul, CumSum (all on the last axis), Exp, Where, Pad and reshapes.
+forward and a backward inter-chunk part (docs/maths.md, "Form 3"). Per chunk one GEMM gives both directions'
+summaries [S_f; S_b] = [K w_f, K w_b]^T [V, 1] (the normaliser rides along as one more value column); the states
+entering every chunk follow from them; one GEMM per chunk reads both: [q w'_f, q w'_b] [S_f; S_b].
 
-Every exponent is a direct sum over the span it decays across (lion_export/forms/decay.py), so a weight near 1
-stays exact however long the sequence. LION-LIT (no decay, mask 1) needs no chunks at all: Y = Q (K^T [V, 1]).
+The states are carried two ways, the same sum:
+- eager without autograd: a recurrence over the chunks, in place over the summaries (`scan_states_`), with the
+  chunk work in cache-sized runs of chunks and every result written in place (peak memory ~3x the output);
+- graph export and autograd: loop-free (`carried_states`), a hierarchy of chunk groups (a small dense decay mix
+  inside each group of GROUP, between groups the same construction one level up, LEVELS levels), O(L) for any
+  practical L, so one exported graph serves every sequence length with a data-dependent number of chunks (ONNX
+  and TensorRT have no cheap loops): only MatMul, CumSum (all on the last axis), Exp, Where, Pad and reshapes.
+
+Every exponent is a direct sum over the span it decays across (lion_export/forms/decay.py), or in eager mode
+the matching direct product, so a weight near 1 stays exact however long the sequence. LION-LIT (no decay,
+mask 1) needs no chunks at all: Y = Q (K^T [V, 1]).
 
 Sequences are padded at the end to a multiple of c with k = v = q = 0 and log decay 0: padding sits after every
 real token, contributes nothing, and is cut off, so any L works, including L < c.
@@ -22,7 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .decay import cumsum_exclusive, cumsum_inclusive, log_decay_between, pairwise_log_decay
+from .decay import cumsum_exclusive, cumsum_inclusive, log_decay_between, pairwise_decay, pairwise_log_decay
 
 GROUP = 16      # chunks (then groups) per group: the dense mix inside a group is GROUP x GROUP
 LEVELS = 3      # levels of the hierarchy; the top one mixes all its groups densely
@@ -57,44 +62,50 @@ def with_ones(v: torch.Tensor) -> torch.Tensor:
     return F.pad(v, (0, 1), value=1.0)
 
 
-def chunk_slabs(n_chunks: int | torch.SymInt, per_chunk: int) -> list[slice]:
+def chunk_slabs(n_chunks: int | torch.SymInt, per_chunk: int, lean: bool) -> list[slice]:
     """Eager: runs of chunks whose c x c temporaries (per_chunk elements each) stay cache-sized, so the mask's
     elementwise passes hit cache rather than memory, and peak memory is the states, not the masks. A graph
-    export (symbolic chunk count) gets one run: the graph stays loop-free."""
-    if torch.compiler.is_exporting() or not isinstance(n_chunks, int):
+    export (symbolic chunk count) or an autograd run gets one run: the graph stays loop-free, and autograd keeps
+    no per-run pieces."""
+    if not lean or torch.compiler.is_exporting() or not isinstance(n_chunks, int):
         return [slice(None)]
     step = max(1, SLAB_ELEMENTS // per_chunk)
     return [slice(start, start + step) for start in range(0, n_chunks, step)]
 
 
-def over_slabs(fn: Callable[[slice], torch.Tensor], slabs: list[slice], n_chunks: int) -> torch.Tensor:
-    """fn on each run of chunks, written into one tensor along the chunk axis (2) as each run finishes (each
-    run's temporaries are freed before the next is made, so the heap never holds more than one run's)."""
-    if len(slabs) == 1:
-        return fn(slabs[0])
-    out = None
-    for sl in slabs:
-        part = fn(sl)
-        if out is None:
-            out = part.new_empty(*part.shape[:2], n_chunks, *part.shape[3:])
-        out[:, :, sl] = part
-        del part
-    return out
+def masked_block(qc: torch.Tensor, kc: torch.Tensor, ac: torch.Tensor, values: torch.Tensor, lean: bool,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """The parallel form on each c x c block: (Q K^T ⊙ M) values, M from the block's own log decays.
 
-
-def intra_chunk(qc: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, ac: torch.Tensor, normalize: bool,
-                lean: bool) -> torch.Tensor:
-    """The parallel form on each c x c block: (..., c, dv) values -> (..., c, dv [+ 1]) numerators [, normalisers].
-
-    [v, 1] is formed only once the mask is folded into the scores, so the two are never alive together."""
-    mask = pairwise_log_decay(ac)
+    values is [v, 1] where normalisers are wanted (their products are the row sums). With `out` (eager, 3-d
+    contiguous) the product is written there: no block-sized result to copy into place."""
     scores = bmm(qc, kc.transpose(-1, -2))
     if lean:
-        scores.mul_(mask.exp_())
+        mask = pairwise_decay(ac)
+        scores.mul_(mask)
     else:
+        mask = pairwise_log_decay(ac)
         scores = scores * mask.exp()
     del mask
-    return bmm(scores, with_ones(vc) if normalize else vc)
+    if out is not None:
+        return torch.bmm(scores, values, out=out)
+    return bmm(scores, values)
+
+
+def weighted_pair(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, dim: int,
+                  lean: bool) -> torch.Tensor:
+    """[x * first, x * second] joined along dim (-1 or -2): the two directions' weightings side by side, so both
+    share one GEMM with an inner (queries) or outer (keys) size of 2 d. Eager, each half is written in place
+    (measured faster than a concatenation or one broadcast multiply)."""
+    if not lean:
+        return torch.cat([x * first, x * second], dim=dim)
+    shape = list(x.shape)
+    shape[dim] *= 2
+    pair = x.new_empty(shape)
+    halves = pair.chunk(2, dim=dim)
+    torch.mul(x, first, out=halves[0])
+    torch.mul(x, second, out=halves[1])
+    return pair
 
 
 def hierarchy_levels(n_items: int | torch.SymInt) -> int:
@@ -141,6 +152,22 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
     return local.reshape(*lead, -1, width)[..., :n, :]
 
 
+def scan_states_(u: torch.Tensor, totals: torch.Tensor, reverse: bool) -> None:
+    """Eager, in place: each item's summary u_n (..., n, D) becomes the state entering it, as carried_states.
+
+    A plain recurrence over the items, H_(n+1) = exp(t_n) H_n + u_n going forward (the mirror going backward):
+    n steps of three small ops, one summary-sized pass in all and no second state-sized buffer, where the dense
+    mix costs GROUP times the work in badly shaped GEMMs. Each state is a product of per-item factors, the
+    recurrent form's exactness."""
+    decay = totals.exp().unsqueeze(-1)
+    carry = torch.zeros_like(u[..., 0, :])
+    for n in reversed(range(u.shape[-2])) if reverse else range(u.shape[-2]):
+        item = u[..., n, :]
+        entering = carry
+        carry = item.clone().addcmul_(entering, decay[..., n, :])
+        item.copy_(entering)
+
+
 def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalize: bool,
                       eps: float) -> torch.Tensor:
     """LION-LIT: with mask 1 every query reads the same sums K^T [V, 1], O(L dk dv)."""
@@ -167,39 +194,50 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
     pad = (-length) % chunk_size
 
     def chunks(x: torch.Tensor) -> torch.Tensor:
+        """(B, H, L[, d]) -> (B H N, c[, d]): every head's chunks on one axis, so a run of chunks is contiguous."""
         x = pad_length(x, pad, -1 if x.dim() == 3 else -2)
-        return x.reshape(batch, heads, -1, chunk_size, *x.shape[3:])
+        return x.reshape(-1, chunk_size, *x.shape[3:])
 
     qc, kc, vc, ac = (chunks(x) for x in (q, k, v, a))
-    totals = ac.sum(-1)                                           # (B, H, N)
-    n_chunks = totals.shape[-1]
-    levels = hierarchy_levels(n_chunks)
-    slabs = chunk_slabs(n_chunks, batch * heads * chunk_size * max(chunk_size, dk)) if lean else [slice(None)]
-    out = over_slabs(lambda sl: intra_chunk(qc[:, :, sl], kc[:, :, sl], vc[:, :, sl], ac[:, :, sl], normalize,
-                                            lean), slabs, n_chunks)   # (B, H, N, c, width)
-    width = out.shape[-1]
+    n_items = qc.shape[0]
+    width = dv + 1 if normalize else dv
     # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
     # start to themselves (sum_{t=s}^{i-1}). Backward: keys sum_{t=s}^{j} a_t, queries sum_{t=i+1}^{e} a_t.
-    # One direction at a time, the key weights applied to the values: at most ~3 output-sized tensors live.
-    for reverse in (False, True):
-        key_w = cumsum_inclusive(ac, reverse=not reverse).exp().unsqueeze(-1)
-        query_w = cumsum_exclusive(ac, reverse=reverse).exp().unsqueeze(-1)
-
-        def summaries(sl: slice) -> torch.Tensor:
-            weighted = with_ones(vc[:, :, sl]) if normalize else vc[:, :, sl]
-            weighted = weighted.mul_(key_w[:, :, sl]) if normalize and lean else weighted * key_w[:, :, sl]
-            return bmm(kc[:, :, sl].transpose(-1, -2), weighted).flatten(-2)   # (B, H, n, dk * width)
-
-        states = carried_states(over_slabs(summaries, slabs, n_chunks), totals, reverse, levels)
-        states = states.reshape(batch, heads, n_chunks, dk, width)
-        for sl in slabs:
-            read = bmm(qc[:, :, sl] * query_w[:, :, sl], states[:, :, sl])
-            if lean:
-                out[:, :, sl].add_(read)
-            else:
-                out = out + read
-            del read
-        del states
+    key_w = torch.stack([cumsum_inclusive(ac, reverse=True), cumsum_inclusive(ac)], -1).exp()     # (BHN, c, 2)
+    query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
+    slabs = chunk_slabs(n_items, chunk_size * max(chunk_size, 2 * dk), lean)
+    # Eager, the results are written in place run by run; else each product is the whole tensor (one run).
+    out = qc.new_empty(n_items, chunk_size, width) if lean else None
+    # Per chunk: [S_f; S_b] = [K w_f, K w_b]^T [V, 1], the two directions' summaries stacked as (2 dk, width).
+    states = qc.new_empty(n_items, 2 * dk, width) if lean else None
+    for sl in slabs:
+        values = with_ones(vc[sl]) if normalize else vc[sl]
+        # the keys transposed before they are weighted: a GEMM reading a transposed operand runs at half speed
+        keys = weighted_pair(kc[sl].transpose(-1, -2), key_w[sl, None, :, 0], key_w[sl, None, :, 1], -2, lean)
+        block = masked_block(qc[sl], kc[sl], ac[sl], values, lean, out=out[sl] if lean else None)
+        summary = torch.bmm(keys, values, out=states[sl]) if lean else torch.bmm(keys, values)
+        if not lean:
+            out, states = block, summary
+        del values, keys, block, summary
+    totals = ac.sum(-1).reshape(batch, heads, -1)                   # (B, H, N)
+    per_direction = states.view(batch, heads, -1, 2, dk * width)
+    if lean:
+        scan_states_(per_direction[:, :, :, 0], totals, reverse=False)
+        scan_states_(per_direction[:, :, :, 1], totals, reverse=True)
+    else:
+        levels = hierarchy_levels(totals.shape[-1])
+        states = torch.stack([carried_states(per_direction[:, :, :, 0], totals, False, levels),
+                              carried_states(per_direction[:, :, :, 1], totals, True, levels)], dim=3)
+        states = states.reshape(n_items, 2 * dk, width)
+    # Each query reads both entering states at once: [q w_f, q w_b] (c, 2 dk) @ [S_f; S_b] (2 dk, width).
+    for sl in slabs:
+        queries = weighted_pair(qc[sl], query_w[sl, :, :1], query_w[sl, :, 1:], -1, lean)
+        if lean:
+            out[sl].baddbmm_(queries, states[sl])
+        else:
+            out = torch.baddbmm(out, queries, states)
+        del queries
+    del states
     if normalize and lean:      # in place, returning a view: no second output-sized buffer
         out = out[..., :dv].div_(out[..., dv:].add_(eps))
     elif normalize:

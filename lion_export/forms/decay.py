@@ -63,6 +63,25 @@ def pairwise_log_decay(a: torch.Tensor) -> torch.Tensor:
     return running_sums(a, 1) + running_sums(shift_right(a), 1).transpose(-1, -2)
 
 
+def running_products(x: torch.Tensor, first: int) -> torch.Tensor:
+    """running_sums in product space: entry (r, s) = x_{r+first} * ... * x_s (1 where s < r + first)."""
+    n = x.shape[-1]
+    idx = torch.arange(n, device=x.device)
+    keep = idx[None, :] >= idx[:, None] + first
+    return torch.where(keep, x.unsqueeze(-2), torch.ones((), dtype=x.dtype, device=x.device)).cumprod(-1)
+
+
+def pairwise_decay(a: torch.Tensor) -> torch.Tensor:
+    """exp(pairwise_log_decay(a)) for eager runs, as products of the per-token decays exp(a_t).
+
+    Each entry is a direct product over its own span (the same rule as the direct sums: no quotient of long
+    prefix products), computed in one pass fewer than sums followed by an exp, and without the exp over the
+    (L, L) matrix, its most expensive pass. ONNX has no CumProd, so graphs use the log-space form."""
+    decay = a.exp()
+    upper = running_products(decay, 1)
+    return upper.mul_(running_products(shift_right(decay), 1).transpose(-1, -2))
+
+
 def log_decay_between(t: torch.Tensor) -> torch.Tensor:
     """(..., n) per-block log decay totals -> (..., n, n) sums strictly between blocks r < s (upper triangle).
 

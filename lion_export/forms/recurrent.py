@@ -5,7 +5,7 @@ compute). In eager PyTorch a Python step per token costs ~10 tiny ops per token,
 thread hand-off overhead, so the recurrence steps BLOCK tokens at a time: per block, the forward state
 S <- exp(sum of the block's log decays) S + sum_j w_j k_j [v_j, 1]^T (the normaliser z rides along as the last
 column), and the block's queries read S plus the block's own c x c masked part (the chunked form's
-`intra_chunk`). Still a genuine recurrence, one (dk, dv + 1) state per head and direction carried from block to
+`masked_block`). Still a genuine recurrence, one (dk, dv + 1) state per head and direction carried from block to
 block, L / BLOCK steps per sweep; every decay exponent a direct sum over the tokens it spans. Only the outputs
 are kept, O(L dv) memory, never a per-block copy of the state.
 """
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .chunked import in_place_ok, intra_chunk, with_ones
+from .chunked import in_place_ok, masked_block, with_ones
 from .decay import cumsum_exclusive, cumsum_inclusive
 
 BLOCK = 64      # tokens per recurrence step (the last block may be shorter)
@@ -52,8 +52,9 @@ def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, n
         qb, kb, vb, ab = q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], a[:, :, s:e]
         # queries read the state decayed from the block edge to themselves (the edge token not counted)
         read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
+        vb = with_ones(vb) if normalize else vb
         if not reverse:
-            read = read + intra_chunk(qb, kb, vb, ab, normalize, out is not None)
+            read = read + masked_block(qb, kb, ab, vb, out is not None)
         if out is None:
             parts[n:n + 1] = [parts[n] + read] if reverse else [read]
         elif reverse:
@@ -62,7 +63,6 @@ def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, n
             out[:, :, s:e].copy_(read)
         # keys enter the state decayed from themselves (counted) to the far edge of the block
         key_w = cumsum_inclusive(ab, reverse=not reverse).exp().unsqueeze(-1)
-        vb = with_ones(vb) if normalize else vb
         state = ab.sum(-1).exp()[..., None, None] * state + kb.transpose(-1, -2) @ (vb * key_w)
 
 
@@ -74,13 +74,13 @@ def recurrent_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: to
     lean = in_place_ok(q, k, v, a)
     out = q.new_empty(batch, heads, length, dv + 1 if normalize else dv) if lean else None
     parts: list[torch.Tensor] = []
-    with one_intra_op_thread():
+    with one_intra_op_thread():     # the whole call, the last division too: no thread hand-off anywhere
         for reverse in (False, True):
             _sweep(q, k, v, a, normalize, reverse, out, parts)
-    if out is None:
-        out = torch.cat(parts, dim=2)
-    if not normalize:
-        return out
-    if lean:    # divide in place and return a view: no second output-sized buffer
-        return out[..., :dv].div_(out[..., dv:].add_(eps))
-    return out[..., :dv] / (out[..., dv:] + eps)
+        if out is None:
+            out = torch.cat(parts, dim=2)
+        if not normalize:
+            return out
+        if lean:    # divide in place and return a view: no second output-sized buffer
+            return out[..., :dv].div_(out[..., dv:].add_(eps))
+        return out[..., :dv] / (out[..., dv:] + eps)
