@@ -120,12 +120,14 @@ def test_hierarchy_and_block_edges(length: int, chunk: int, variant: str) -> Non
 
 
 @pytest.mark.parametrize("length", [1, 7, 65, 300])
-def test_chunked_graph_paths_in_eager(monkeypatch, length: int) -> None:
+@pytest.mark.parametrize("variant", ["decay", "selective"])
+def test_chunked_graph_paths_in_eager(monkeypatch, length: int, variant: str) -> None:
     """What a graph export runs: no in-place updates, one run of chunks, the dense state mix over all LEVELS
     levels even for few chunks (padding at every level); and the eager cache-sized runs at their smallest (one
-    chunk per run) with the in-place state scan. Both equal the reference."""
+    chunk per run) with the in-place state scan. Both equal the reference. LION-D (one mask per head, repeated
+    over its chunks) takes its own path in each."""
     from lion_export.forms import chunked
-    q, k, v, log_decay = make_inputs("selective", length, heads=2, seed=9)
+    q, k, v, log_decay = make_inputs(variant, length, heads=2, seed=9)
     ref = reference_attention(q, k, v, log_decay)
     monkeypatch.setattr(chunked, "SLAB_ELEMENTS", 1)
     assert rel_err(lion_attention(q, k, v, log_decay, form="chunked", chunk_size=4), ref) <= 1e-5

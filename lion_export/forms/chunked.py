@@ -73,20 +73,20 @@ def chunk_slabs(n_chunks: int | torch.SymInt, per_chunk: int, lean: bool) -> lis
     return [slice(start, start + step) for start in range(0, n_chunks, step)]
 
 
-def masked_block(qc: torch.Tensor, kc: torch.Tensor, ac: torch.Tensor, values: torch.Tensor, lean: bool,
+def decay_mask(a: torch.Tensor, lean: bool) -> torch.Tensor:
+    """(..., c) log decays -> the (..., c, c) mask M: eager as running products, in a graph (no CumProd in
+    ONNX) or under autograd as exp of the direct sums."""
+    return pairwise_decay(a) if lean else pairwise_log_decay(a).exp()
+
+
+def masked_block(qc: torch.Tensor, kc: torch.Tensor, mask: torch.Tensor, values: torch.Tensor, lean: bool,
                  out: torch.Tensor | None = None) -> torch.Tensor:
-    """The parallel form on each c x c block: (Q K^T ⊙ M) values, M from the block's own log decays.
+    """The parallel form on each c x c block: (Q K^T ⊙ M) values.
 
     values is [v, 1] where normalisers are wanted (their products are the row sums). With `out` (eager, 3-d
     contiguous) the product is written there: no block-sized result to copy into place."""
     scores = bmm(qc, kc.transpose(-1, -2))
-    if lean:
-        mask = pairwise_decay(ac)
-        scores.mul_(mask)
-    else:
-        mask = pairwise_log_decay(ac)
-        scores = scores * mask.exp()
-    del mask
+    scores = scores.mul_(mask) if lean else scores * mask
     if out is not None:
         return torch.bmm(scores, values, out=out)
     return bmm(scores, values)
@@ -183,8 +183,12 @@ def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normali
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None,
-                      normalize: bool, eps: float, chunk_size: int) -> torch.Tensor:
-    """The chunkwise form; inputs (B, H, L, d), log decays a (B, H, L) or None (LION-LIT), in the compute dtype."""
+                      normalize: bool, eps: float, chunk_size: int, per_head: bool = False) -> torch.Tensor:
+    """The chunkwise form; inputs (B, H, L, d), log decays a (B, H, L) or None (LION-LIT), in the compute dtype.
+
+    per_head: a is constant along L (LION-D), so every chunk of a head has the same c x c mask: it is built once
+    per (batch, head) row from its first chunk (exact for the last chunk too: its padding only meets zero q and
+    k) and repeated, instead of once per chunk."""
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     if a is None:
@@ -207,6 +211,18 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
     key_w = torch.stack([cumsum_inclusive(ac, reverse=True), cumsum_inclusive(ac)], -1).exp()     # (BHN, c, 2)
     query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
     slabs = chunk_slabs(n_items, chunk_size * max(chunk_size, 2 * dk), lean)
+    by_row = ac.reshape(batch * heads, -1, chunk_size)
+    per_row = by_row.shape[1]                                           # chunks per (batch, head) row
+    row_masks = decay_mask(by_row[:, 0], lean) if per_head else None   # (B H, c, c)
+
+    def masks(sl: slice) -> torch.Tensor:
+        if not per_head:
+            return decay_mask(ac[sl], lean)
+        if not lean:    # one run: every row's mask repeated over its chunks (an Expand in a graph)
+            return row_masks.unsqueeze(1).expand(-1, per_row, -1, -1).reshape(n_items, chunk_size, chunk_size)
+        rows = torch.arange(sl.start, min(sl.stop, n_items), device=ac.device) // per_row
+        return row_masks.index_select(0, rows)
+
     # Eager, the results are written in place run by run; else each product is the whole tensor (one run).
     out = qc.new_empty(n_items, chunk_size, width) if lean else None
     # Per chunk: [S_f; S_b] = [K w_f, K w_b]^T [V, 1], the two directions' summaries stacked as (2 dk, width).
@@ -215,7 +231,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         values = with_ones(vc[sl]) if normalize else vc[sl]
         # the keys transposed before they are weighted: a GEMM reading a transposed operand runs at half speed
         keys = weighted_pair(kc[sl].transpose(-1, -2), key_w[sl, None, :, 0], key_w[sl, None, :, 1], -2, lean)
-        block = masked_block(qc[sl], kc[sl], ac[sl], values, lean, out=out[sl] if lean else None)
+        block = masked_block(qc[sl], kc[sl], masks(sl), values, lean, out=out[sl] if lean else None)
         summary = torch.bmm(keys, values, out=states[sl]) if lean else torch.bmm(keys, values)
         if not lean:
             out, states = block, summary

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .chunked import in_place_ok, masked_block, with_ones
+from .chunked import decay_mask, in_place_ok, masked_block, with_ones
 from .decay import cumsum_exclusive, cumsum_inclusive
 
 BLOCK = 64      # tokens per recurrence step (the last block may be shorter)
@@ -54,7 +54,7 @@ def _sweep(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, n
         read = (qb * cumsum_exclusive(ab, reverse=reverse).exp().unsqueeze(-1)) @ state
         vb = with_ones(vb) if normalize else vb
         if not reverse:
-            read = read + masked_block(qb, kb, ab, vb, out is not None)
+            read = read + masked_block(qb, kb, decay_mask(ab, out is not None), vb, out is not None)
         if out is None:
             parts[n:n + 1] = [parts[n] + read] if reverse else [read]
         elif reverse:
