@@ -23,6 +23,7 @@ real token, contributes nothing, and is cut off, so any L works, including L < c
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -62,13 +63,9 @@ def with_ones(v: torch.Tensor) -> torch.Tensor:
     return F.pad(v, (0, 1), value=1.0)
 
 
-def chunk_slabs(n_chunks: int | torch.SymInt, per_chunk: int, lean: bool) -> list[slice]:
+def chunk_slabs(n_chunks: int, per_chunk: int) -> list[slice]:
     """Eager: runs of chunks whose c x c temporaries (per_chunk elements each) stay cache-sized, so the mask's
-    elementwise passes hit cache rather than memory, and peak memory is the states, not the masks. A graph
-    export (symbolic chunk count) or an autograd run gets one run: the graph stays loop-free, and autograd keeps
-    no per-run pieces."""
-    if not lean or torch.compiler.is_exporting() or not isinstance(n_chunks, int):
-        return [slice(None)]
+    elementwise passes hit cache rather than memory, and peak memory is the states, not the masks."""
     step = max(1, SLAB_ELEMENTS // per_chunk)
     return [slice(start, start + step) for start in range(0, n_chunks, step)]
 
@@ -79,16 +76,12 @@ def decay_mask(a: torch.Tensor, lean: bool) -> torch.Tensor:
     return pairwise_decay(a) if lean else pairwise_log_decay(a).exp()
 
 
-def masked_block(qc: torch.Tensor, kc: torch.Tensor, mask: torch.Tensor, values: torch.Tensor, lean: bool,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
-    """The parallel form on each c x c block: (Q K^T ⊙ M) values.
-
-    values is [v, 1] where normalisers are wanted (their products are the row sums). With `out` (eager, 3-d
-    contiguous) the product is written there: no block-sized result to copy into place."""
+def masked_block(qc: torch.Tensor, kc: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
+                 lean: bool) -> torch.Tensor:
+    """The parallel form on each c x c block: (Q K^T ⊙ M) values; values is [v, 1] where normalisers are wanted
+    (their products are the row sums)."""
     scores = bmm(qc, kc.transpose(-1, -2))
     scores = scores.mul_(mask) if lean else scores * mask
-    if out is not None:
-        return torch.bmm(scores, values, out=out)
     return bmm(scores, values)
 
 
@@ -182,6 +175,67 @@ def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normali
     return out[..., :dv] / (out[..., dv:] + eps)
 
 
+class ChunkedInputs(NamedTuple):
+    """One call's inputs cut into chunks, (B H N, c, ...) with every head's chunks on one axis (so a run of chunks
+    is contiguous), and what both ways of computing the form share."""
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    key_w: torch.Tensor     # (B H N, c, 2): forward, backward key weights
+    query_w: torch.Tensor   # (B H N, c, 2): forward, backward query weights
+    totals: torch.Tensor    # (B, H, N): each chunk's summed log decay
+    masks: Callable[[slice], torch.Tensor]  # the (n, c, c) masks of a run of chunks
+
+
+def _in_runs(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
+    """Eager without autograd: cache-sized runs of chunks, every result written in place into the output, its
+    normalisers and the states, which are carried by an in-place recurrence. Fresh memory per call is the output
+    and the states (2 dk (dv + 1) per chunk): at long L page faults on fresh memory cost as much as the GEMMs."""
+    n_items, chunk_size, dk = x.q.shape
+    dv = x.v.shape[-1]
+    width = dv + 1 if normalize else dv
+    slabs = chunk_slabs(n_items, chunk_size * max(chunk_size, 2 * dk))
+    out = x.q.new_empty(n_items, chunk_size, dv)
+    norm = x.q.new_empty(n_items, chunk_size, 1) if normalize else None
+    states = x.q.new_empty(n_items, 2 * dk, width)
+    for sl in slabs:
+        scores = torch.bmm(x.q[sl], x.k[sl].transpose(-1, -2)).mul_(x.masks(sl))
+        torch.bmm(scores, x.v[sl], out=out[sl])
+        if normalize:
+            torch.sum(scores, dim=-1, keepdim=True, out=norm[sl])
+        del scores
+        keys = weighted_pair(x.k[sl].transpose(-1, -2), x.key_w[sl, None, :, 0], x.key_w[sl, None, :, 1], -2, True)
+        torch.bmm(keys, with_ones(x.v[sl]) if normalize else x.v[sl], out=states[sl])
+        del keys
+    per_direction = states.view(*x.totals.shape, 2, dk * width)
+    scan_states_(per_direction[..., 0, :], x.totals, reverse=False)
+    scan_states_(per_direction[..., 1, :], x.totals, reverse=True)
+    for sl in slabs:
+        queries = weighted_pair(x.q[sl], x.query_w[sl, :, :1], x.query_w[sl, :, 1:], -1, True)
+        out[sl].baddbmm_(queries, states[sl, :, :dv])
+        if normalize:
+            norm[sl].baddbmm_(queries, states[sl, :, dv:])
+            out[sl].div_(norm[sl].add_(eps))
+        del queries
+    return out
+
+
+def _in_one_run(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
+    """Graph export and autograd: whole-tensor, out-of-place ops and the loop-free state hierarchy."""
+    n_items, _, dk = x.q.shape
+    dv = x.v.shape[-1]
+    values = with_ones(x.v) if normalize else x.v
+    out = masked_block(x.q, x.k, x.masks(slice(None)), values, False)
+    keys = weighted_pair(x.k.transpose(-1, -2), x.key_w[:, None, :, 0], x.key_w[:, None, :, 1], -2, False)
+    per_direction = torch.bmm(keys, values).view(*x.totals.shape, 2, -1)
+    levels = hierarchy_levels(x.totals.shape[-1])
+    states = torch.stack([carried_states(per_direction[..., 0, :], x.totals, False, levels),
+                          carried_states(per_direction[..., 1, :], x.totals, True, levels)], dim=-2)
+    queries = weighted_pair(x.q, x.query_w[..., :1], x.query_w[..., 1:], -1, False)
+    out = torch.baddbmm(out, queries, states.reshape(n_items, 2 * dk, -1))
+    return out[..., :dv] / (out[..., dv:] + eps) if normalize else out
+
+
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None,
                       normalize: bool, eps: float, chunk_size: int, per_head: bool = False) -> torch.Tensor:
     """The chunkwise form; inputs (B, H, L, d), log decays a (B, H, L) or None (LION-LIT), in the compute dtype.
@@ -193,24 +247,16 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     if a is None:
         return _linear_attention(q, k, v, normalize, eps)
-    batch, heads, length, dk = q.shape
-    dv = v.shape[-1]
+    batch, heads, length, _ = q.shape
     lean = in_place_ok(q, k, v, a)
     pad = (-length) % chunk_size
 
     def chunks(x: torch.Tensor) -> torch.Tensor:
-        """(B, H, L[, d]) -> (B H N, c[, d]): every head's chunks on one axis, so a run of chunks is contiguous."""
         x = pad_length(x, pad, -1 if x.dim() == 3 else -2)
         return x.reshape(-1, chunk_size, *x.shape[3:])
 
     qc, kc, vc, ac = (chunks(x) for x in (q, k, v, a))
     n_items = qc.shape[0]
-    width = dv + 1 if normalize else dv
-    # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
-    # start to themselves (sum_{t=s}^{i-1}). Backward: keys sum_{t=s}^{j} a_t, queries sum_{t=i+1}^{e} a_t.
-    key_w = torch.stack([cumsum_inclusive(ac, reverse=True), cumsum_inclusive(ac)], -1).exp()     # (BHN, c, 2)
-    query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
-    slabs = chunk_slabs(n_items, chunk_size * max(chunk_size, 2 * dk), lean)
     by_row = ac.reshape(batch * heads, -1, chunk_size)
     per_row = by_row.shape[1]                                           # chunks per (batch, head) row
     row_masks = decay_mask(by_row[:, 0], lean) if per_head else None   # (B H, c, c)
@@ -223,40 +269,10 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         rows = torch.arange(sl.start, min(sl.stop, n_items), device=ac.device) // per_row
         return row_masks.index_select(0, rows)
 
-    # Eager, the results are written in place run by run; else each product is the whole tensor (one run).
-    out = qc.new_empty(n_items, chunk_size, width) if lean else None
-    # Per chunk: [S_f; S_b] = [K w_f, K w_b]^T [V, 1], the two directions' summaries stacked as (2 dk, width).
-    states = qc.new_empty(n_items, 2 * dk, width) if lean else None
-    for sl in slabs:
-        values = with_ones(vc[sl]) if normalize else vc[sl]
-        # the keys transposed before they are weighted: a GEMM reading a transposed operand runs at half speed
-        keys = weighted_pair(kc[sl].transpose(-1, -2), key_w[sl, None, :, 0], key_w[sl, None, :, 1], -2, lean)
-        block = masked_block(qc[sl], kc[sl], masks(sl), values, lean, out=out[sl] if lean else None)
-        summary = torch.bmm(keys, values, out=states[sl]) if lean else torch.bmm(keys, values)
-        if not lean:
-            out, states = block, summary
-        del values, keys, block, summary
-    totals = ac.sum(-1).reshape(batch, heads, -1)                   # (B, H, N)
-    per_direction = states.view(batch, heads, -1, 2, dk * width)
-    if lean:
-        scan_states_(per_direction[:, :, :, 0], totals, reverse=False)
-        scan_states_(per_direction[:, :, :, 1], totals, reverse=True)
-    else:
-        levels = hierarchy_levels(totals.shape[-1])
-        states = torch.stack([carried_states(per_direction[:, :, :, 0], totals, False, levels),
-                              carried_states(per_direction[:, :, :, 1], totals, True, levels)], dim=3)
-        states = states.reshape(n_items, 2 * dk, width)
-    # Each query reads both entering states at once: [q w_f, q w_b] (c, 2 dk) @ [S_f; S_b] (2 dk, width).
-    for sl in slabs:
-        queries = weighted_pair(qc[sl], query_w[sl, :, :1], query_w[sl, :, 1:], -1, lean)
-        if lean:
-            out[sl].baddbmm_(queries, states[sl])
-        else:
-            out = torch.baddbmm(out, queries, states)
-        del queries
-    del states
-    if normalize and lean:      # in place, returning a view: no second output-sized buffer
-        out = out[..., :dv].div_(out[..., dv:].add_(eps))
-    elif normalize:
-        out = out[..., :dv] / (out[..., dv:] + eps)
-    return out.reshape(batch, heads, -1, dv)[:, :, :length]
+    # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
+    # start to themselves (sum_{t=s}^{i-1}). Backward: keys sum_{t=s}^{j} a_t, queries sum_{t=i+1}^{e} a_t.
+    key_w = torch.stack([cumsum_inclusive(ac, reverse=True), cumsum_inclusive(ac)], -1).exp()
+    query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
+    x = ChunkedInputs(qc, kc, vc, key_w, query_w, ac.sum(-1).reshape(batch, heads, -1), masks)
+    out = _in_runs(x, normalize, eps) if lean else _in_one_run(x, normalize, eps)
+    return out.reshape(batch, heads, -1, v.shape[-1])[:, :, :length]
