@@ -123,14 +123,17 @@ def test_hierarchy_and_block_edges(length: int, chunk: int, variant: str) -> Non
 @pytest.mark.parametrize("variant", ["decay", "selective"])
 def test_chunked_graph_paths_in_eager(monkeypatch, length: int, variant: str) -> None:
     """What a graph export runs: no in-place updates, one run of chunks, the dense state mix over all LEVELS
-    levels even for few chunks (padding at every level); and the eager cache-sized runs at their smallest (one
-    chunk per run) with the in-place state scan. Both equal the reference. LION-D (one mask per head, repeated
-    over its chunks) takes its own path in each."""
+    levels even for few chunks (padding at every level). And the eager pieces at their extremes: one chunk per
+    run and per state piece (each row in one-chunk segments, the state carried across them), and pieces of
+    several whole rows. All equal the reference; LION-D (one mask per row) takes its own path in each."""
     from lion_export.forms import chunked
     q, k, v, log_decay = make_inputs(variant, length, heads=2, seed=9)
     ref = reference_attention(q, k, v, log_decay)
-    monkeypatch.setattr(chunked, "SLAB_ELEMENTS", 1)
-    assert rel_err(lion_attention(q, k, v, log_decay, form="chunked", chunk_size=4), ref) <= 1e-5
+    per_state = DK * (DV + 1)
+    for slab, state in ((1, 1), (1, per_state), (2 ** 18, 3 * per_state * (-(-length // 4)))):
+        monkeypatch.setattr(chunked, "SLAB_ELEMENTS", slab)
+        monkeypatch.setattr(chunked, "STATE_ELEMENTS", state)
+        assert rel_err(lion_attention(q, k, v, log_decay, form="chunked", chunk_size=4), ref) <= 1e-5, (slab, state)
     monkeypatch.setattr(chunked, "in_place_ok", lambda *tensors: False)
     monkeypatch.setattr(chunked, "hierarchy_levels", lambda n: chunked.LEVELS)
     assert rel_err(lion_attention(q, k, v, log_decay, form="chunked", chunk_size=4), ref) <= 1e-5

@@ -33,6 +33,7 @@ from .decay import cumsum_exclusive, cumsum_inclusive, log_decay_between, pairwi
 GROUP = 16      # chunks (then groups) per group: the dense mix inside a group is GROUP x GROUP
 LEVELS = 3      # levels of the hierarchy; the top one mixes all its groups densely
 SLAB_ELEMENTS = 2 ** 18     # eager: c x c temporaries per run of chunks (1 MiB in fp32; see chunk_slabs)
+STATE_ELEMENTS = 2 ** 22    # eager: chunk states held at once (16 MiB in fp32; see state_pieces)
 
 
 def pad_length(x: torch.Tensor, pad: int | torch.SymInt, axis: int) -> torch.Tensor:
@@ -63,11 +64,29 @@ def with_ones(v: torch.Tensor) -> torch.Tensor:
     return F.pad(v, (0, 1), value=1.0)
 
 
-def chunk_slabs(n_chunks: int, per_chunk: int) -> list[slice]:
+def chunk_slabs(start: int, stop: int, per_chunk: int) -> list[slice]:
     """Eager: runs of chunks whose c x c temporaries (per_chunk elements each) stay cache-sized, so the mask's
-    elementwise passes hit cache rather than memory, and peak memory is the states, not the masks."""
+    elementwise passes hit cache rather than memory."""
     step = max(1, SLAB_ELEMENTS // per_chunk)
-    return [slice(start, start + step) for start in range(0, n_chunks, step)]
+    return [slice(first, min(first + step, stop)) for first in range(start, stop, step)]
+
+
+def state_pieces(rows: int, per_row: int, per_state: int, reverse: bool) -> list[slice]:
+    """Eager: the chunks (rows x per_row, row-major) in pieces whose states (per_state elements each) fit in
+    STATE_ELEMENTS, in scan order: whole rows per piece where a row fits, else each row in consecutive segments.
+
+    One workspace of that size serves every piece, so a call's fresh memory is its output alone: the allocator
+    reuses a buffer of this size between calls, where a buffer as large as all the states (about the output's
+    size) is mapped fresh by the kernel each call, and those page faults measured a quarter of the run at
+    L = 65536."""
+    capacity = max(1, STATE_ELEMENTS // per_state)
+    if per_row <= capacity:
+        step = capacity // per_row
+        pieces = [slice(r * per_row, min(r + step, rows) * per_row) for r in range(0, rows, step)]
+    else:
+        pieces = [slice(r * per_row + n, r * per_row + min(n + capacity, per_row))
+                  for r in range(rows) for n in range(0, per_row, capacity)]
+    return pieces[::-1] if reverse else pieces
 
 
 def decay_mask(a: torch.Tensor, lean: bool) -> torch.Tensor:
@@ -85,21 +104,12 @@ def masked_block(qc: torch.Tensor, kc: torch.Tensor, mask: torch.Tensor, values:
     return bmm(scores, values)
 
 
-def weighted_pair(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, dim: int,
-                  lean: bool) -> torch.Tensor:
+def weighted_pair(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, dim: int) -> torch.Tensor:
     """[x * first, x * second] joined along dim (-1 or -2): the two directions' weightings side by side, so both
-    share one GEMM with an inner (queries) or outer (keys) size of 2 d. Eager, each half is written in place;
-    in a graph, one broadcast Mul (no Concat). Each was measured the faster of the two where it is used."""
-    if not lean:
-        weights = torch.stack([first, second], dim=dim - 1)
-        return (x.unsqueeze(dim - 1) * weights).flatten(dim - 1, dim)
-    shape = list(x.shape)
-    shape[dim] *= 2
-    pair = x.new_empty(shape)
-    halves = pair.chunk(2, dim=dim)
-    torch.mul(x, first, out=halves[0])
-    torch.mul(x, second, out=halves[1])
-    return pair
+    share one GEMM with an inner (queries) or outer (keys) size of 2 d; one broadcast Mul, no Concat, in a graph
+    (measured faster in onnxruntime)."""
+    weights = torch.stack([first, second], dim=dim - 1)
+    return (x.unsqueeze(dim - 1) * weights).flatten(dim - 1, dim)
 
 
 def hierarchy_levels(n_items: int | torch.SymInt) -> int:
@@ -146,20 +156,21 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
     return local.reshape(*lead, -1, width)[..., :n, :]
 
 
-def scan_states_(u: torch.Tensor, totals: torch.Tensor, reverse: bool) -> None:
-    """Eager, in place: each item's summary u_n (..., n, D) becomes the state entering it, as carried_states.
+def scan_states_(u: torch.Tensor, totals: torch.Tensor, reverse: bool, carry: torch.Tensor) -> torch.Tensor:
+    """Eager, in place: each item's summary u_n (..., n, D) becomes the state entering it, as carried_states;
+    carry (..., D) is the state entering the first item in scan order, and the one leaving the last is returned.
 
     A plain recurrence over the items, H_(n+1) = exp(t_n) H_n + u_n going forward (the mirror going backward):
     n steps of three small ops, one summary-sized pass in all and no second state-sized buffer, where the dense
     mix costs GROUP times the work in badly shaped GEMMs. Each state is a product of per-item factors, the
     recurrent form's exactness."""
     decay = totals.exp().unsqueeze(-1)
-    carry = torch.zeros_like(u[..., 0, :])
     for n in reversed(range(u.shape[-2])) if reverse else range(u.shape[-2]):
         item = u[..., n, :]
         entering = carry
         carry = item.clone().addcmul_(entering, decay[..., n, :])
         item.copy_(entering)
+    return carry
 
 
 def _linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, normalize: bool,
@@ -188,35 +199,47 @@ class ChunkedInputs(NamedTuple):
 
 
 def _in_runs(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
-    """Eager without autograd: cache-sized runs of chunks, every result written in place into the output, its
-    normalisers and the states, which are carried by an in-place recurrence. Fresh memory per call is the output
-    and the states (2 dk (dv + 1) per chunk): at long L page faults on fresh memory cost as much as the GEMMs."""
+    """Eager without autograd: one direction at a time, the chunks in pieces (state_pieces) whose summaries are
+    made in one workspace, carried by an in-place recurrence and read at once, and within a piece cache-sized
+    runs of chunks (chunk_slabs); every result is written in place into the output and its normalisers."""
     n_items, chunk_size, dk = x.q.shape
     dv = x.v.shape[-1]
     width = dv + 1 if normalize else dv
-    slabs = chunk_slabs(n_items, chunk_size * max(chunk_size, 2 * dk))
+    batch, heads, per_row = x.totals.shape
+    totals = x.totals.reshape(-1)
     out = x.q.new_empty(n_items, chunk_size, dv)
     norm = x.q.new_empty(n_items, chunk_size, 1) if normalize else None
-    states = x.q.new_empty(n_items, 2 * dk, width)
-    for sl in slabs:
-        scores = torch.bmm(x.q[sl], x.k[sl].transpose(-1, -2)).mul_(x.masks(sl))
-        torch.bmm(scores, x.v[sl], out=out[sl])
-        if normalize:
-            torch.sum(scores, dim=-1, keepdim=True, out=norm[sl])
-        del scores
-        keys = weighted_pair(x.k[sl].transpose(-1, -2), x.key_w[sl, None, :, 0], x.key_w[sl, None, :, 1], -2, True)
-        torch.bmm(keys, with_ones(x.v[sl]) if normalize else x.v[sl], out=states[sl])
-        del keys
-    per_direction = states.view(*x.totals.shape, 2, dk * width)
-    scan_states_(per_direction[..., 0, :], x.totals, reverse=False)
-    scan_states_(per_direction[..., 1, :], x.totals, reverse=True)
-    for sl in slabs:
-        queries = weighted_pair(x.q[sl], x.query_w[sl, :, :1], x.query_w[sl, :, 1:], -1, True)
-        out[sl].baddbmm_(queries, states[sl, :, :dv])
-        if normalize:
-            norm[sl].baddbmm_(queries, states[sl, :, dv:])
-            out[sl].div_(norm[sl].add_(eps))
-        del queries
+    work = x.q.new_empty(min(n_items, max(1, STATE_ELEMENTS // (dk * width))), dk * width)
+    carry = None
+    for direction in (0, 1):
+        reverse = direction == 1
+        for piece in state_pieces(batch * heads, per_row, dk * width, reverse):
+            rows = max(1, (piece.stop - piece.start) // per_row)
+            if (piece.stop if reverse else piece.start) % per_row == 0:        # a row starts (in scan order)
+                carry = x.q.new_zeros(rows, dk * width)
+            states = work[:piece.stop - piece.start].view(-1, dk, width)
+            slabs = chunk_slabs(piece.start, piece.stop, chunk_size * max(chunk_size, dk))
+            for sl in slabs:
+                if not reverse:
+                    scores = torch.bmm(x.q[sl], x.k[sl].transpose(-1, -2)).mul_(x.masks(sl))
+                    torch.bmm(scores, x.v[sl], out=out[sl])
+                    if normalize:
+                        torch.sum(scores, dim=-1, keepdim=True, out=norm[sl])
+                    del scores
+                keys = x.k[sl].transpose(-1, -2) * x.key_w[sl, None, :, direction]
+                at = slice(sl.start - piece.start, sl.stop - piece.start)
+                torch.bmm(keys, with_ones(x.v[sl]) if normalize else x.v[sl], out=states[at])
+                del keys
+            carry = scan_states_(states.view(rows, -1, dk * width), totals[piece].view(rows, -1), reverse, carry)
+            for sl in slabs:
+                queries = x.q[sl] * x.query_w[sl, :, direction:direction + 1]
+                at = slice(sl.start - piece.start, sl.stop - piece.start)
+                out[sl].baddbmm_(queries, states[at, :, :dv])
+                if normalize:
+                    norm[sl].baddbmm_(queries, states[at, :, dv:])
+                    if reverse:
+                        out[sl].div_(norm[sl].add_(eps))
+                del queries
     return out
 
 
@@ -226,12 +249,12 @@ def _in_one_run(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
     dv = x.v.shape[-1]
     values = with_ones(x.v) if normalize else x.v
     out = masked_block(x.q, x.k, x.masks(slice(None)), values, False)
-    keys = weighted_pair(x.k.transpose(-1, -2), x.key_w[:, None, :, 0], x.key_w[:, None, :, 1], -2, False)
+    keys = weighted_pair(x.k.transpose(-1, -2), x.key_w[:, None, :, 0], x.key_w[:, None, :, 1], -2)
     per_direction = torch.bmm(keys, values).view(*x.totals.shape, 2, -1)
     levels = hierarchy_levels(x.totals.shape[-1])
     states = torch.stack([carried_states(per_direction[..., 0, :], x.totals, False, levels),
                           carried_states(per_direction[..., 1, :], x.totals, True, levels)], dim=-2)
-    queries = weighted_pair(x.q, x.query_w[..., :1], x.query_w[..., 1:], -1, False)
+    queries = weighted_pair(x.q, x.query_w[..., :1], x.query_w[..., 1:], -1)
     out = torch.baddbmm(out, queries, states.reshape(n_items, 2 * dk, -1))
     return out[..., :dv] / (out[..., dv:] + eps) if normalize else out
 
