@@ -1,17 +1,19 @@
 """Chunkwise-parallel form: exact LION attention in O(L c (dk + dv) + L dk dv) work for chunk size c.
 
 Each output is an intra-chunk part (a c x c masked block, the parallel form restricted to the chunk) plus a
-forward and a backward inter-chunk part (docs/maths.md, "Form 3"). Per chunk one GEMM gives both directions'
-summaries [S_f; S_b] = [K w_f, K w_b]^T [V, 1] (the normaliser rides along as one more value column); the states
-entering every chunk follow from them; one GEMM per chunk reads both: [q w'_f, q w'_b] [S_f; S_b].
+forward and a backward inter-chunk part (docs/maths.md, "Form 3"). Per chunk a GEMM gives the summaries
+S = (K w)^T [V, 1] (the normaliser rides along as one more value column); the states entering every chunk follow
+from them, and a GEMM per chunk reads them back: q w' H.
 
 The states are carried two ways, the same sum:
-- eager without autograd: a recurrence over the chunks, in place over the summaries (`scan_states_`), with the
-  chunk work in cache-sized runs of chunks and every result written in place (peak memory ~3x the output);
-- graph export and autograd: loop-free (`carried_states`), a hierarchy of chunk groups (a small dense decay mix
-  inside each group of GROUP, between groups the same construction one level up, LEVELS levels), O(L) for any
-  practical L, so one exported graph serves every sequence length with a data-dependent number of chunks (ONNX
-  and TensorRT have no cheap loops): only MatMul, CumSum (all on the last axis), Exp, Where, Pad and reshapes.
+- eager without autograd (`_in_runs`): one direction at a time, a recurrence over the chunks in place over the
+  summaries (`scan_states_`), in pieces of one fixed workspace (`state_pieces`), with the chunk work in
+  cache-sized runs of chunks and every result written in place: a call's fresh memory is its output;
+- graph export and autograd (`_in_one_run`): both directions in one GEMM each way, and loop-free
+  (`carried_states`): a hierarchy of chunk groups (a small dense decay mix inside each group of GROUP, between
+  groups the same construction one level up, LEVELS levels), O(L) for any practical L, so one exported graph
+  serves every sequence length with a data-dependent number of chunks (ONNX and TensorRT have no cheap loops):
+  only MatMul, CumSum (all on the last axis), Exp, Where, Pad and reshapes.
 
 Every exponent is a direct sum over the span it decays across (lion_export/forms/decay.py), or in eager mode
 the matching direct product, so a weight near 1 stays exact however long the sequence. LION-LIT (no decay,
@@ -106,8 +108,8 @@ def masked_block(qc: torch.Tensor, kc: torch.Tensor, mask: torch.Tensor, values:
 
 def weighted_pair(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, dim: int) -> torch.Tensor:
     """[x * first, x * second] joined along dim (-1 or -2): the two directions' weightings side by side, so both
-    share one GEMM with an inner (queries) or outer (keys) size of 2 d; one broadcast Mul, no Concat, in a graph
-    (measured faster in onnxruntime)."""
+    share one GEMM with an inner (queries) or outer (keys) size of 2 d. One broadcast Mul, no Concat (measured
+    faster in onnxruntime)."""
     weights = torch.stack([first, second], dim=dim - 1)
     return (x.unsqueeze(dim - 1) * weights).flatten(dim - 1, dim)
 
@@ -250,12 +252,13 @@ def _in_one_run(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
     values = with_ones(x.v) if normalize else x.v
     out = masked_block(x.q, x.k, x.masks(slice(None)), values, False)
     keys = weighted_pair(x.k.transpose(-1, -2), x.key_w[:, None, :, 0], x.key_w[:, None, :, 1], -2)
-    per_direction = torch.bmm(keys, values).view(*x.totals.shape, 2, -1)
+    width = values.shape[-1]
+    per_direction = torch.bmm(keys, values).view(*x.totals.shape[:2], -1, 2, dk * width)
     levels = hierarchy_levels(x.totals.shape[-1])
     states = torch.stack([carried_states(per_direction[..., 0, :], x.totals, False, levels),
                           carried_states(per_direction[..., 1, :], x.totals, True, levels)], dim=-2)
     queries = weighted_pair(x.q, x.query_w[..., :1], x.query_w[..., 1:], -1)
-    out = torch.baddbmm(out, queries, states.reshape(n_items, 2 * dk, -1))
+    out = torch.baddbmm(out, queries, states.reshape(n_items, 2 * dk, width))
     return out[..., :dv] / (out[..., dv:] + eps) if normalize else out
 
 
@@ -280,9 +283,9 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
 
     qc, kc, vc, ac = (chunks(x) for x in (q, k, v, a))
     n_items = qc.shape[0]
-    by_row = ac.reshape(batch * heads, -1, chunk_size)
-    per_row = by_row.shape[1]                                           # chunks per (batch, head) row
-    row_masks = decay_mask(by_row[:, 0], lean) if per_head else None   # (B H, c, c)
+    totals = ac.sum(-1).reshape(batch, heads, -1)                       # (B, H, N)
+    per_row = totals.shape[-1]                                          # chunks per (batch, head) row
+    row_masks = decay_mask(ac[::per_row], lean) if per_head else None   # (B H, c, c): each row's first chunk
 
     def masks(sl: slice) -> torch.Tensor:
         if not per_head:
@@ -296,6 +299,6 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
     # start to themselves (sum_{t=s}^{i-1}). Backward: keys sum_{t=s}^{j} a_t, queries sum_{t=i+1}^{e} a_t.
     key_w = torch.stack([cumsum_inclusive(ac, reverse=True), cumsum_inclusive(ac)], -1).exp()
     query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
-    x = ChunkedInputs(qc, kc, vc, key_w, query_w, ac.sum(-1).reshape(batch, heads, -1), masks)
+    x = ChunkedInputs(qc, kc, vc, key_w, query_w, totals, masks)
     out = _in_runs(x, normalize, eps) if lean else _in_one_run(x, normalize, eps)
     return out.reshape(batch, heads, -1, v.shape[-1])[:, :, :length]
