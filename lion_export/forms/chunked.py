@@ -163,14 +163,14 @@ def scan_states_(u: torch.Tensor, totals: torch.Tensor, reverse: bool, carry: to
     carry (..., D) is the state entering the first item in scan order, and the one leaving the last is returned.
 
     A plain recurrence over the items, H_(n+1) = exp(t_n) H_n + u_n going forward (the mirror going backward):
-    n steps of three small ops, one summary-sized pass in all and no second state-sized buffer, where the dense
+    n steps of two small ops, one summary-sized pass in all and no second state-sized buffer, where the dense
     mix costs GROUP times the work in badly shaped GEMMs. Each state is a product of per-item factors, the
     recurrent form's exactness."""
     decay = totals.exp().unsqueeze(-1)
     for n in reversed(range(u.shape[-2])) if reverse else range(u.shape[-2]):
         item = u[..., n, :]
         entering = carry
-        carry = item.clone().addcmul_(entering, decay[..., n, :])
+        carry = torch.addcmul(item, entering, decay[..., n, :])
         item.copy_(entering)
     return carry
 
@@ -236,12 +236,15 @@ def _in_runs(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
             for sl in slabs:
                 queries = x.q[sl] * x.query_w[sl, :, direction:direction + 1]
                 at = slice(sl.start - piece.start, sl.stop - piece.start)
-                out[sl].baddbmm_(queries, states[at, :, :dv])
-                if normalize:
-                    norm[sl].baddbmm_(queries, states[at, :, dv:])
-                    if reverse:
-                        out[sl].div_(norm[sl].add_(eps))
-                del queries
+                if not normalize:
+                    out[sl].baddbmm_(queries, states[at])
+                    continue
+                read = torch.bmm(queries, states[at])     # numerators and normalisers in one GEMM (a GEMM
+                out[sl].add_(read[..., :dv])               # of width 1 for the normalisers costs as much)
+                norm[sl].add_(read[..., dv:])
+                if reverse:
+                    out[sl].div_(norm[sl].add_(eps))
+                del queries, read
     return out
 
 
