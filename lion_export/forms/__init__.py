@@ -103,8 +103,9 @@ def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay:
     if form == "parallel":
         out = parallel_attention(qf, kf, vf, a, normalize, eps)
     elif form == "chunked":
+        per_head = log_decay is not None and log_decay.dim() == 1      # LION-D: one mask per head
         out = chunked_attention(qf, kf, vf, None if log_decay is None else a, normalize, eps, chunk_size,
-                                per_head=log_decay is not None and log_decay.dim() == 1)
+                                head_decay=log_decay.to(a.dtype) if per_head else None)
     else:
         out = recurrent_attention(qf, kf, vf, a, normalize, eps)
     return out.to(out_dtype)

@@ -197,7 +197,7 @@ class ChunkedInputs(NamedTuple):
     key_w: torch.Tensor     # (B H N, c, 2): forward, backward key weights
     query_w: torch.Tensor   # (B H N, c, 2): forward, backward query weights
     totals: torch.Tensor    # (B, H, N): each chunk's summed log decay
-    masks: Callable[[slice], torch.Tensor]  # the (n, c, c) masks of a run of chunks
+    masked: Callable[[torch.Tensor, slice], torch.Tensor]  # a run of chunks' (n, c, c) scores times their masks
 
 
 def _in_runs(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
@@ -223,7 +223,7 @@ def _in_runs(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
             slabs = chunk_slabs(piece.start, piece.stop, chunk_size * max(chunk_size, dk))
             for sl in slabs:
                 if not reverse:
-                    scores = torch.bmm(x.q[sl], x.k[sl].transpose(-1, -2)).mul_(x.masks(sl))
+                    scores = x.masked(torch.bmm(x.q[sl], x.k[sl].transpose(-1, -2)), sl)
                     torch.bmm(scores, x.v[sl], out=out[sl])
                     if normalize:
                         torch.sum(scores, dim=-1, keepdim=True, out=norm[sl])
@@ -253,7 +253,7 @@ def _in_one_run(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
     n_items, _, dk = x.q.shape
     dv = x.v.shape[-1]
     values = with_ones(x.v) if normalize else x.v
-    out = masked_block(x.q, x.k, x.masks(slice(None)), values, False)
+    out = torch.bmm(x.masked(torch.bmm(x.q, x.k.transpose(-1, -2)), slice(None)), values)
     keys = weighted_pair(x.k.transpose(-1, -2), x.key_w[:, None, :, 0], x.key_w[:, None, :, 1], -2)
     width = values.shape[-1]
     per_direction = torch.bmm(keys, values).view(*x.totals.shape[:2], -1, 2, dk * width)
@@ -266,12 +266,13 @@ def _in_one_run(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor | None,
-                      normalize: bool, eps: float, chunk_size: int, per_head: bool = False) -> torch.Tensor:
+                      normalize: bool, eps: float, chunk_size: int,
+                      head_decay: torch.Tensor | None = None) -> torch.Tensor:
     """The chunkwise form; inputs (B, H, L, d), log decays a (B, H, L) or None (LION-LIT), in the compute dtype.
 
-    per_head: a is constant along L (LION-D), so every chunk of a head has the same c x c mask: it is built once
-    per (batch, head) row from its first chunk (exact for the last chunk too: its padding only meets zero q and
-    k) and repeated, instead of once per chunk."""
+    head_decay: LION-D's (H,) log decays, of which a is the expansion. Every chunk of a head then has the same
+    c x c mask, built once per head and repeated (exact for the last chunk too: its padding meets only zero q
+    and k), instead of once per chunk."""
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     if a is None:
@@ -288,20 +289,24 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
     n_items = qc.shape[0]
     totals = ac.sum(-1).reshape(batch, heads, -1)                       # (B, H, N)
     per_row = totals.shape[-1]                                          # chunks per (batch, head) row
-    row_masks = decay_mask(ac[::per_row], lean) if per_head else None   # (B H, c, c): each row's first chunk
+    head_masks = None if head_decay is None else decay_mask(head_decay[:, None].expand(-1, chunk_size), lean)
 
-    def masks(sl: slice) -> torch.Tensor:
-        if not per_head:
-            return decay_mask(ac[sl], lean)
-        if not lean:    # one run: every row's mask repeated over its chunks (an Expand in a graph)
-            return row_masks.unsqueeze(1).expand(-1, per_row, -1, -1).reshape(n_items, chunk_size, chunk_size)
-        rows = torch.arange(sl.start, min(sl.stop, n_items), device=ac.device) // per_row
-        return row_masks.index_select(0, rows)
+    def masked(scores: torch.Tensor, sl: slice) -> torch.Tensor:
+        """The scores (n, c, c) of a run of chunks times their masks (in place eager)."""
+        if head_masks is None:
+            mask = decay_mask(ac[sl], lean)
+        elif lean:      # chunk m is in row m // N, of head (m // N) % H
+            rows = torch.arange(sl.start, sl.stop, device=ac.device) // per_row
+            mask = head_masks.index_select(0, rows % heads)
+        else:           # one run: each head's mask broadcast over the batch and the chunks
+            masks = head_masks.view(1, heads, 1, chunk_size, chunk_size)
+            return (scores.unflatten(0, (batch, heads, -1)) * masks).flatten(0, 2)
+        return scores.mul_(mask) if lean else scores * mask
 
     # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
     # start to themselves (sum_{t=s}^{i-1}). Backward: keys sum_{t=s}^{j} a_t, queries sum_{t=i+1}^{e} a_t.
     key_w = torch.stack([cumsum_inclusive(ac, reverse=True), cumsum_inclusive(ac)], -1).exp()
     query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
-    x = ChunkedInputs(qc, kc, vc, key_w, query_w, totals, masks)
+    x = ChunkedInputs(qc, kc, vc, key_w, query_w, totals, masked)
     out = _in_runs(x, normalize, eps) if lean else _in_one_run(x, normalize, eps)
     return out.reshape(batch, heads, -1, v.shape[-1])[:, :, :length]
