@@ -102,19 +102,27 @@ def test_lit_gradients_match_parallel_form() -> None:
             assert torch.allclose(got, want, rtol=1e-9, atol=1e-11), form
 
 
-# The chunked form groups chunks GROUP at a time over LEVELS levels (lion_export/forms/chunked.py); at chunk 1 and 2
-# the group edges (16 and 256 chunks) fall at short lengths, so every level boundary is crossed on either side.
-# The recurrent form steps BLOCK = 64 tokens; 63 / 65 / 129 put a short block last.
-@pytest.mark.parametrize("length,chunk", [(15, 1), (16, 1), (17, 1), (255, 1), (256, 1), (257, 1), (513, 2),
-                                          (511, 2), (63, 4), (65, 4), (129, 4)])
+# The chunked form's graph path groups chunks GROUP = 8 at a time over LEVELS levels (lion_export/forms/chunked.py);
+# at chunk 1 and 2 the group edges (8 and 64 chunks) fall at short lengths, so every level boundary is crossed on
+# either side, in the graph path and in the eager state scan. The recurrent form steps BLOCK = 64 tokens;
+# 63 / 65 / 129 put a short block last.
+@pytest.mark.parametrize("length,chunk", [(7, 1), (8, 1), (9, 1), (63, 1), (64, 1), (65, 1), (127, 2),
+                                          (129, 2), (63, 4), (65, 4), (129, 4)])
 @pytest.mark.parametrize("variant", ["decay", "selective"])
-def test_hierarchy_and_block_edges(length: int, chunk: int, variant: str) -> None:
+def test_hierarchy_and_block_edges(monkeypatch, length: int, chunk: int, variant: str) -> None:
+    from lion_export.forms import chunked
+    assert chunked.GROUP == 8, "the lengths above are the edges of GROUP = 8"
     q, k, v, log_decay = make_inputs(variant, length, heads=2, seed=length)
     for normalize in (True, False):
         ref = reference_attention(q, k, v, log_decay, normalize=normalize)
         runs = {"chunked": lion_attention(q, k, v, log_decay, form="chunked", chunk_size=chunk, normalize=normalize)}
         if length < 200:
             runs["recurrent"] = lion_attention(q, k, v, log_decay, form="recurrent", normalize=normalize)
+        with monkeypatch.context() as graph_path:
+            graph_path.setattr(chunked, "in_place_ok", lambda *tensors: False)
+            graph_path.setattr(chunked, "hierarchy_levels", lambda n: chunked.LEVELS)
+            runs["chunked graph path"] = lion_attention(q, k, v, log_decay, form="chunked", chunk_size=chunk,
+                                                        normalize=normalize)
         errors = {name: rel_err(out, ref) for name, out in runs.items()}
         assert max(errors.values()) <= 1e-5, (normalize, errors)
 

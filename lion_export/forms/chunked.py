@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .decay import cumsum_exclusive, cumsum_inclusive, log_decay_between, pairwise_decay, pairwise_log_decay
 
-GROUP = 16      # chunks (then groups) per group: the dense mix inside a group is GROUP x GROUP
+GROUP = 8       # chunks (then groups) per group: the dense mix inside a group is GROUP x GROUP
 LEVELS = 3      # levels of the hierarchy; the top one mixes all its groups densely
 SLAB_ELEMENTS = 2 ** 18     # eager: c x c temporaries per run of chunks (1 MiB in fp32; see chunk_slabs)
 STATE_ELEMENTS = 2 ** 22    # eager: chunk states held at once (16 MiB in fp32; see state_pieces)
