@@ -235,3 +235,25 @@ def test_bad_decay_shapes(log_decay: torch.Tensor, message: str) -> None:
     q, k, v, _ = make_inputs("lit", 5, heads=2, seed=0)
     with pytest.raises(ValueError, match=message):
         lion_attention(q, k, v, log_decay)
+
+
+@pytest.mark.parametrize("spread", ["near one", "1e-6 to 1 - 1e-6"])
+def test_product_mask_equals_the_float64_mask(spread: str) -> None:
+    """The eager forms' c x c mask, running products of exp(a_t) (decay.py::pairwise_decay), against the float64
+    exp of the direct log sums: each entry within 1e-6 of the reference relative to itself (measured <= 3e-7),
+    where the reference is an fp32 normal number; below that, both are under fp32's smallest normal."""
+    from lion_export.forms.decay import pairwise_decay, pairwise_log_decay
+    gen = torch.Generator().manual_seed(5)
+    if spread == "near one":
+        decays = 1 - torch.rand(4, 64, generator=gen, dtype=torch.float64) * 1e-3
+    else:
+        logs = torch.empty(4, 64, dtype=torch.float64).uniform_(math.log(1e-6), math.log(1 - 1e-6), generator=gen)
+        decays = logs.exp()
+    a = decays.log().float()
+    ref = pairwise_log_decay(a.double()).exp()
+    got = pairwise_decay(a)
+    assert got.dtype == torch.float32 and got.shape == (4, 64, 64)
+    tiny = torch.finfo(torch.float32).tiny
+    normal = ref >= tiny
+    assert ((got.double() - ref).abs() / ref)[normal].max().item() <= 1e-6
+    assert bool((got.double()[~normal].abs() < tiny).all())
