@@ -313,3 +313,21 @@ def test_bad_requests_raise_a_clear_error_and_write_nothing(tmp_path, kwargs, me
     with pytest.raises(ExportError, match="cannot create the output directory"):
         export_onnx(model, tmp_path / "a_file" / "m.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+@pytest.mark.parametrize("mask", ["decay", "selective"])
+def test_chunked_export_traced_short_runs_where_every_level_has_groups(tmp_path, mask):
+    """Traced at 12 chunks (one group at every level of the state hierarchy), run at 150 chunks (several groups
+    at each of the three levels, GROUP = 8): a group count that was 1 at trace time must not be fixed into the
+    graph. Matches eager PyTorch."""
+    torch.manual_seed(0)
+    model = create_model("encoder-tiny", mask=mask, depth=1, dim=16, num_heads=2, vocab_size=50, max_len=512).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", mode="chunked", chunk_size=2, seq_len=24)
+    session = _session(str(path))
+    for length in (24, 300):
+        ids = torch.randint(0, 50, (2, length))
+        mask_ = torch.ones(2, length, dtype=torch.int64)
+        with torch.no_grad():
+            expected = model(ids, mask_).numpy()
+        actual = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask_.numpy()})[0]
+        np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-4)

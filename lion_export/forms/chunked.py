@@ -140,6 +140,10 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
         mix = torch.where(idx[None, :] > idx[:, None], mix, zero)
         return (mix if reverse else mix.transpose(-1, -2)) @ u
     pad = (-n) % GROUP
+    if not isinstance(n, int):
+        # a graph: one more group of padding, so that no level's group count is 1 when traced at a short L
+        # (the exporter would fix a count of 1 into the graph, which then fails at a longer L)
+        pad = pad + GROUP
     u = pad_length(u, pad, -2)
     totals = pad_length(totals, pad, -1)
     lead, width = u.shape[:-2], u.shape[-1]
