@@ -119,14 +119,14 @@ def _check_report_target(path: Path | None, option: str = "--report", example: s
 
 def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """How a command that reads a checkpoint may read it: the command gets one `reading` argument, a
-    lion_export.public_checkpoint.ReadOptions (pickles, a config JSON, and for public LION files the weights to
+    lion_export.checkpoints.ReadOptions (pickles, a config JSON, and for public LION files the weights to
     take and any part of the architecture not to infer)."""
 
     @functools.wraps(command)
     def with_reading(*args: Any, allow_pickle: bool, config_path: Path | None, weights: str | None,
                      preset: str | None, mask: str | None, heads: str | None, natural: bool | None,
                      cls_pooling: bool | None, **kwargs: Any) -> Any:
-        from lion_export.public_checkpoint import ReadOptions
+        from lion_export.checkpoints import ReadOptions
 
         reading = ReadOptions(allow_pickle=allow_pickle, config_path=config_path, weights=weights, preset=preset,
                               mask=mask, heads=_positive_int("--heads", heads), natural=natural,
@@ -157,7 +157,7 @@ def _checkpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _read_checkpoint(checkpoint: Path, reading: Any, quiet: bool, say: Callable[[str], None] | None = None) -> Any:
     """The model in CHECKPOINT; a public file's inferred architecture is printed as one line (on stderr, or through
     `say`) unless quiet."""
-    from lion_export.public_checkpoint import read_model
+    from lion_export.checkpoints import read_model
 
     say = say or (lambda line: click.echo(line, err=True))
     return read_model(checkpoint, reading, report=None if quiet else say)
@@ -266,7 +266,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     """
     from rich.console import Console
 
-    from lion_export.checkpoint import CheckpointError
+    from lion_export.checkpoints import CheckpointError
     from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
     from lion_export.progress import phases
 
@@ -427,8 +427,8 @@ def _build_and_report(onnx_file: Path, engine_path: Path, options: Any, quiet: b
     from rich.console import Console
 
     from lion_export.engine.build import BuildError, build_engine
-    from lion_export.engine.progress import choose_display
-    from lion_export.engine.report import print_build_report
+    from lion_export.engine.build_progress import choose_display
+    from lion_export.engine.build_report import print_build_report
 
     errors = Console(stderr=True)
     if debug:
@@ -518,7 +518,7 @@ def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bo
     from lion_export.engine.build import check_output_path
     from lion_export.engine.header import read_engine_header
     from lion_export.engine.runner import TensorRTRunner
-    from lion_export.verify.inputs import load_inputs
+    from lion_export.verify.case_inputs import load_inputs
 
     try:
         read_engine_header(engine_file)
@@ -557,7 +557,7 @@ def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bo
 def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bool) -> None:
     """Rewrite CHECKPOINT (e.g. a public LION state_dict) as a lion-export checkpoint with its config, so later
     commands read it with no options."""
-    from lion_export.checkpoint import CheckpointError, save_checkpoint, save_safetensors
+    from lion_export.checkpoints import CheckpointError, save_checkpoint, save_safetensors
 
     if output.suffix not in (".pt", ".safetensors"):
         _bad_input(f"-o {output}: the output must end in .pt or .safetensors")
@@ -587,7 +587,7 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
     TensorRT engine (.engine / .plan / .trt), what its header says (no GPU needed) and its build report."""
     import json
 
-    from lion_export.inspect import OnnxFileError, print_summary, summarize
+    from lion_export.graph_summary import OnnxFileError, print_summary, summarize
 
     if onnx_file.suffix.lower() in ENGINE_SUFFIXES:
         _inspect_engine(onnx_file, as_json, debug)
@@ -608,7 +608,7 @@ def _inspect_engine(engine_file: Path, as_json: bool, debug: bool) -> None:
     import json
 
     from lion_export.engine.header import EngineFileError, read_engine_header
-    from lion_export.engine.report import print_engine_summary, read_build_report
+    from lion_export.engine.build_report import print_engine_summary, read_build_report
 
     try:
         header = read_engine_header(engine_file)
@@ -647,10 +647,10 @@ def compile_kernels_command(arch: str | None, out_dir: Path | None, dtype: str, 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lion_export.kernels.aot import KernelConfig, kernel_specs
-    from lion_export.kernels.aot_bundle import write_kernel_bundle
-    from lion_export.kernels.aot_compile import KernelCompileError, compile_kernels
-    from lion_export.kernels.targets import check_ptx_version, parse_ptx_version, ptx_version_text, target
+    from lion_export.kernels.aot.specs import KernelConfig, kernel_specs
+    from lion_export.kernels.aot.bundle import write_kernel_bundle
+    from lion_export.kernels.aot.compiler import KernelCompileError, compile_kernels
+    from lion_export.kernels.aot.cuda_targets import check_ptx_version, parse_ptx_version, ptx_version_text, target
 
     if arch is None or out_dir is None:
         _bad_input("compile-kernels needs --arch (e.g. sm_87) and --out DIR")

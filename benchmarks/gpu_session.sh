@@ -166,7 +166,7 @@ if [[ $GPU == yes ]]; then
     timeout -k 5 120 "$PY" -c '
 import torch
 from lion_export.engine.backend import BackendError, load_backend
-from lion_export.engine.targets import TARGETS
+from lion_export.engine.rtx_targets import TARGETS
 major, minor = torch.cuda.get_device_capability()
 here, name = f"sm_{major}{minor}", torch.cuda.get_device_name()
 targets = ", ".join(TARGETS)

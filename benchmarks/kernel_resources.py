@@ -44,8 +44,8 @@ def _cubin_usage(cubin: bytes) -> tuple[int, int]:
 
 
 def _measure(job: tuple[str, str, int]) -> list[dict]:
-    from lion_export.kernels.aot import KernelConfig
-    from lion_export.kernels.aot_compile import KernelCompileError, compile_kernels
+    from lion_export.kernels.aot.specs import KernelConfig
+    from lion_export.kernels.aot.compiler import KernelCompileError, compile_kernels
 
     target, dtype, head_dim = job
     config = KernelConfig(dtype=dtype, head_dim=head_dim, chunk_size=64)
@@ -64,7 +64,7 @@ def _measure(job: tuple[str, str, int]) -> list[dict]:
 
 
 def main() -> None:
-    from lion_export.kernels.targets import TARGETS
+    from lion_export.kernels.aot.cuda_targets import TARGETS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated, default: all")

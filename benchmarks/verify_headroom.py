@@ -52,7 +52,7 @@ def fixed_headroom(outputs_npz: Path, inputs_npz: Path, dtype: str) -> float:
     import numpy as np
 
     from lion_export.verify.compare import compare_output
-    from lion_export.verify.inputs import split_cases
+    from lion_export.verify.case_inputs import split_cases
     from lion_export.verify.tolerances import tolerance_for
 
     outputs = split_cases(dict(np.load(outputs_npz)))

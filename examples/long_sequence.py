@@ -226,7 +226,7 @@ def plot(rows: list[dict], points: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lion_export.bench.plot import save_length_figure
+    from lion_export.bench.length_plot import save_length_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for key, label in (("lion_chunked", "LION chunked"), ("lion_recurrent", "LION recurrent"),

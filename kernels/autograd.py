@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .chunked import (check_heads, check_problem, chunked_backward, chunked_forward, ieee_dots,
+from lion_export.kernels.chunked import (check_heads, check_problem, chunked_backward, chunked_forward, ieee_dots,
                       kernel_chunk_size)
-from .inputs import check_kernel_inputs
+from lion_export.kernels.launch_inputs import check_kernel_inputs
 
 #: input dtypes the kernels take; fp64 computes in fp64 (for gradcheck), everything else in fp32
 INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)

@@ -27,7 +27,7 @@ every stride derived from L and the head dims (all tensors contiguous):
       grid (B*H, T, 1), block 32*num_warps threads; shared memory only for Triton's cross-warp reductions
       (a few hundred bytes; the compiled value is in the AOT manifest).
 Triton appends two hidden scratch pointers after these; the kernel never reads them, so the AOT build drops them from
-the PTX entry (aot_compile.py) and the compiled entry declares exactly the eight parameters above.
+the PTX entry (aot/compiler.py) and the compiled entry declares exactly the eight parameters above.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .aot import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
-from .inputs import check_kernel_inputs
+from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
+from lion_export.kernels.launch_inputs import check_kernel_inputs
 
 _TORCH_TO_TRITON = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 #: widest dv tile one program holds: a 128 x 32 fp32 state is 32 registers per thread at 4 warps

@@ -15,9 +15,9 @@ _EXPORTS = {
     "lion_attention": "forms",
     "LionAttention": "models", "set_form": "models", "create_model": "models", "PRESETS": "models",
     "VARIANTS": "variants", "get_variant": "variants",
-    "CheckpointError": "checkpoint", "save_checkpoint": "checkpoint", "save_safetensors": "checkpoint",
-    "load_checkpoint": "checkpoint", "load_state_dict_file": "checkpoint", "checkpoint_sha256": "checkpoint",
-    "read_model": "public_checkpoint", "ReadOptions": "public_checkpoint",
+    "CheckpointError": "checkpoints", "save_checkpoint": "checkpoints", "save_safetensors": "checkpoints",
+    "load_checkpoint": "checkpoints", "load_state_dict_file": "checkpoints", "checkpoint_sha256": "checkpoints",
+    "read_model": "checkpoints", "ReadOptions": "checkpoints",
 }
 
 __all__ = ["__version__", *_EXPORTS]

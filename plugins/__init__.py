@@ -33,7 +33,7 @@ def register(trt_module: ModuleType) -> None:
     """Register the class-based `lion::SelectiveScan` creator with `trt_module`'s plugin registry (the imported
     `tensorrt` or `tensorrt_rtx_bindings`). Idempotent; call it before parsing a recurrent export or deserializing
     an engine built from one. RuntimeError if another creator already holds the name (e.g. the AOT variant)."""
-    from .selective_scan import register_selective_scan
+    from lion_export.plugins.selective_scan import register_selective_scan
 
     register_selective_scan(trt_module)
 
@@ -44,7 +44,7 @@ def register_aot(trt_module: ModuleType, kernel_bundles: Sequence[str | os.PathL
     `kernel_bundles` (`lion-export compile-kernels` folders) made for the build GPU and the node's type, head dims,
     normalize and eps, else Triton compiles it during the build. Idempotent (later bundles are added); RuntimeError
     naming what is missing on any other TensorRT (TensorRT-RTX included), or when `register` already ran here."""
-    from .selective_scan_aot import register_selective_scan_aot
+    from lion_export.plugins.selective_scan_aot import register_selective_scan_aot
 
     register_selective_scan_aot(trt_module, [Path(b) for b in kernel_bundles])
 

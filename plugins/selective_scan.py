@@ -25,8 +25,8 @@ import torch
 
 # the node's inputs and attribute defaults (a node without an attribute gets the local function's default; the
 # parser only warns), from the one definition of the node
-from ..export.selective_scan import DEFAULT_EPS, DEFAULT_NORMALIZE, INPUTS
-from . import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from lion_export.export.selective_scan import DEFAULT_EPS, DEFAULT_NORMALIZE, INPUTS
+from lion_export.plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 #: TensorRT DataType names q, k, v and y may take, in preference order; bf16 only where the module defines it
 VALUE_TYPES = ("FLOAT", "HALF", "BF16")
@@ -101,8 +101,8 @@ def supports_combination(trt: ModuleType, pos: int, types: list[Any], formats: l
 def workspace_layout(batch: int, heads: int, length: int, dk: int, dv: int) -> tuple[dict[str, tuple[int, tuple]], int]:
     """Where each fp32 scratch buffer of the scan kernel sits in the workspace: {name: (byte offset, shape)} and the
     total bytes, each buffer aligned to WORKSPACE_ALIGNMENT."""
-    from ..kernels.aot import ProblemShape
-    from ..kernels.scan import scratch_shapes
+    from lion_export.kernels.aot.specs import ProblemShape
+    from lion_export.kernels.scan import scratch_shapes
 
     layout, offset = {}, 0
     for name, shape in scratch_shapes(ProblemShape(batch, heads, length, dk, dv)).items():
@@ -115,7 +115,7 @@ def scan_into(fields: ScanFields, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
               y: torch.Tensor, workspace: torch.Tensor) -> None:
     """What enqueue does once TensorRT's buffers are tensors: the scratch buffers are views into `workspace` (bytes,
     at least `workspace_layout`'s total) and the scan kernel writes y, on the current stream."""
-    from ..kernels.scan import launch_scan
+    from lion_export.kernels.scan import launch_scan
 
     layout, _ = workspace_layout(*q.shape, v.shape[3])
     scratch = {name: workspace[offset:offset + math.prod(shape) * 4].view(torch.float32).view(shape)
@@ -136,8 +136,8 @@ def _check_ranks(ranks: list[int]) -> None:
 def check_shapes(shapes: list[tuple[int, ...]]) -> None:
     """The kernel indexes every tensor from (B, H, L, dk, dv) alone: refuse shapes that disagree (ValueError),
     and head dims it does not take. -1 (a dimension not known yet) matches anything."""
-    from ..kernels.aot import ProblemShape
-    from ..kernels.scan import scratch_shapes
+    from lion_export.kernels.aot.specs import ProblemShape
+    from lion_export.kernels.scan import scratch_shapes
 
     _check_ranks([len(shape) for shape in shapes])
     q, k, v, a = shapes
@@ -218,7 +218,7 @@ def plugin_classes(trt: ModuleType) -> tuple[type, type]:
         def enqueue(self, input_desc: list[Any], output_desc: list[Any], inputs: list[int], outputs: list[int],
                     workspace: int, stream: int) -> None:
             """Launch the Triton scan kernel on TensorRT's stream, in TensorRT's buffers (runs on a GPU only)."""
-            from .device_buffers import device_tensor, torch_dtype
+            from lion_export.plugins.device_buffers import device_tensor, torch_dtype
 
             if math.prod(input_desc[2].dims) == 0:
                 return

@@ -3,7 +3,7 @@
 TensorRT's decorator API (`tensorrt.plugin`, TENSORRT-NOTES.md "Python plugins") describes the plugin in Python at
 build time and asks `aot_impl` for a kernel name, PTX, launch parameters and extra int32 scalars; the engine then
 holds the PTX and TensorRT launches it itself (trtexec, the C++ runtime). The PTX is the scan kernel of
-kernels/scan.py compiled by the existing AOT path (kernels/aot_compile.py), whose calling convention is exactly what
+kernels/scan.py compiled by the existing AOT path (kernels/aot/compiler.py), whose calling convention is exactly what
 TensorRT passes: input pointers (q, k, v, log_decay), the int32 scalars (L), output pointers, with the hidden Triton
 parameters stripped. The kernel's two fp32 scratch buffers have to be outputs on this path (a decorator plugin has
 no workspace): the plugin declares three outputs (y, num_scratch, den_scratch) and the ONNX node maps the first; the
@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels.aot import KernelConfig, ProblemShape, dv_tiles
-from ..kernels.aot_compile import CompiledKernel, compile_kernels
-from ..kernels.targets import TARGETS
-from . import PLUGIN_NAME, PLUGIN_NAMESPACE
-from .selective_scan import is_registered
+from lion_export.kernels.aot.specs import KernelConfig, ProblemShape, dv_tiles
+from lion_export.kernels.aot.compiler import CompiledKernel, compile_kernels
+from lion_export.kernels.aot.cuda_targets import TARGETS
+from lion_export.plugins import PLUGIN_NAME, PLUGIN_NAMESPACE
+from lion_export.plugins.selective_scan import is_registered
 
 #: the kernel of kernels/scan.py that backs the node on this path
 SCAN_KERNEL = "lion_scan_fwd"
@@ -79,7 +79,7 @@ def aot_unavailable_reason(trt: ModuleType) -> str | None:
 
 def aot_target(capability: int) -> str:
     """The compile target for a GPU of compute capability `capability` (86 for sm_86): the GPU's own when listed in
-    kernels/targets.py, else the newest listed one below it whose PTX is not architecture-specific (the driver
+    kernels/aot/cuda_targets.py, else the newest listed one below it whose PTX is not architecture-specific (the driver
     JIT-compiles PTX forward, but sm_90's PTX is sm_90a, which runs on Hopper only)."""
     exact = f"sm_{capability}"
     if exact in TARGETS:
@@ -126,9 +126,9 @@ def _same_eps(a: float, b: float) -> bool:
 
 def bundled_scan(bundle: Path, config: KernelConfig, target: str) -> ScanLaunch | None:
     """The scan kernel for `config` and `target` from a kernel bundle (`lion-export compile-kernels --out DIR`:
-    manifest.json + PTX, kernels/aot_bundle.py), or None when the bundle was made for another target or config.
+    manifest.json + PTX, kernels/aot/bundle.py), or None when the bundle was made for another target or config.
     ValueError when the bundle matches but cannot be used as is (a damaged PTX file, another calling convention)."""
-    from ..kernels.aot_bundle import FORMAT, MANIFEST
+    from lion_export.kernels.aot.bundle import FORMAT, MANIFEST
 
     manifest = json.loads((Path(bundle) / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
@@ -188,7 +188,7 @@ def _define(trtp: ModuleType, trt: ModuleType) -> None:
         batch, heads, length, dv = (v.shape_expr[i] for i in range(4))
         tiles = 1
         if not dv.is_fake:          # shapes are real only in the shape pass; the type pass needs none
-            from ..kernels.scan import scratch_shapes
+            from lion_export.kernels.scan import scratch_shapes
 
             tiles = scratch_shapes(ProblemShape(1, 1, 1, _constant(q.shape_expr[3], "dk"),
                                                 _constant(dv, "dv")))["den_scratch"][2]

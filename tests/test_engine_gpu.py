@@ -18,7 +18,7 @@ def _why_not_runnable() -> str | None:
     if not torch.cuda.is_available():
         return "needs a CUDA GPU"
     from lion_export.engine.backend import BackendError, load_backend
-    from lion_export.engine.targets import TARGETS
+    from lion_export.engine.rtx_targets import TARGETS
 
     try:
         backend = load_backend()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lion_export.engine.targets import DEFAULT_TARGETS, TARGETS, TargetError, parse_targets, targets_from_mask
+from lion_export.engine.rtx_targets import DEFAULT_TARGETS, TARGETS, TargetError, parse_targets, targets_from_mask
 
 
 def test_arch_lists():

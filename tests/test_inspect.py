@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from lion_export.cli import main
 from lion_export.export import export_onnx
-from lion_export.inspect import OnnxFileError, load_onnx_model, summarize
+from lion_export.graph_summary import OnnxFileError, load_onnx_model, summarize
 from lion_export.models import create_model
 
 
@@ -92,7 +92,7 @@ def test_non_tensor_inputs_are_named_by_kind(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from lion_export.inspect import summarize
+    from lion_export.graph_summary import summarize
 
     seq = helper.make_tensor_sequence_value_info("xs", TensorProto.FLOAT, None)
     node = helper.make_node("SequenceLength", ["xs"], ["n"])

@@ -16,9 +16,9 @@ import triton
 from click.testing import CliRunner
 
 from lion_export.cli import main
-from lion_export.kernels.aot import KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg, kernel_specs
-from lion_export.kernels.aot_compile import CompiledKernel, compile_kernels, parse_ptx_params
-from lion_export.kernels.targets import TARGETS, target
+from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg, kernel_specs
+from lion_export.kernels.aot.compiler import CompiledKernel, compile_kernels, parse_ptx_params
+from lion_export.kernels.aot.cuda_targets import TARGETS, target
 
 CONFIG = KernelConfig(dtype="fp16", head_dim=64)
 #: Triton 3.x appends two hidden pointers (global scratch, profile scratch) to every kernel it compiles; ours never

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from lion_export import lion_attention
-from lion_export.kernels.aot import KERNEL_MODULES, KernelConfig, ProblemShape, ScalarArg
-from lion_export.kernels.aot_compile import CompiledKernel, compile_kernels
-from lion_export.kernels.targets import TARGETS
+from lion_export.kernels.aot.specs import KERNEL_MODULES, KernelConfig, ProblemShape, ScalarArg
+from lion_export.kernels.aot.compiler import CompiledKernel, compile_kernels
+from lion_export.kernels.aot.cuda_targets import TARGETS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="launches compiled kernels through the CUDA driver API: needs a CUDA GPU")

@@ -18,7 +18,7 @@ from reference import reference_attention
 from lion_export import lion_attention
 from lion_export.forms.parallel import parallel_attention
 from lion_export.kernels import lion_chunked
-from lion_export.kernels.aot import KernelConfig, ProblemShape
+from lion_export.kernels.aot.specs import KernelConfig, ProblemShape
 from lion_export.kernels.chunked import aot_specs, kernel_chunk_size
 
 VARIANTS = ("lit", "decay", "selective")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lion_export import plugins
-from lion_export.kernels.aot import ProblemShape
+from lion_export.kernels.aot.specs import ProblemShape
 from lion_export.kernels.scan import scratch_shapes
 from lion_export.plugins import selective_scan_aot as aot
 
@@ -92,8 +92,8 @@ def test_register_aot_defines_the_decorator_plugin_once():
 @pytest.fixture(scope="module")
 def scan_bundle(tmp_path_factory):
     """A kernel bundle as `lion-export compile-kernels` writes it, holding the scan kernel for one config."""
-    from lion_export.kernels.aot_bundle import write_kernel_bundle
-    from lion_export.kernels.aot_compile import compile_kernels
+    from lion_export.kernels.aot.bundle import write_kernel_bundle
+    from lion_export.kernels.aot.compiler import compile_kernels
 
     config = aot.kernel_config("FLOAT", 16, 16, False, 2e-6)
     directory = tmp_path_factory.mktemp("bundle")

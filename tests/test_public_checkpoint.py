@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from reference import reference_attention, reference_natural_attention
 
 from lion_export import create_model, load_checkpoint, set_form
-from lion_export.checkpoint import CheckpointError
+from lion_export.checkpoints import CheckpointError
 from lion_export.cli import main
-from lion_export.public_checkpoint import ReadOptions, read_model
+from lion_export.checkpoints import ReadOptions, read_model
 
 DIM, HEADS, PATCH, CLASSES = 16, 2, 8, 5
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lion_export.checkpoint import load_checkpoint, save_checkpoint
+from lion_export.checkpoints import load_checkpoint, save_checkpoint
 from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.models import create_model, set_form
@@ -20,7 +20,7 @@ from lion_export.verify import (TOLERANCES, InputsError, OnnxRuntimeRunner, Torc
                                 write_report)
 from lion_export.verify.compare import compare_output
 from lion_export.verify.parity import default_image_token_counts
-from lion_export.verify.inputs import image_size_for_tokens, padded_attention_mask, tokens_for_image
+from lion_export.verify.case_inputs import image_size_for_tokens, padded_attention_mask, tokens_for_image
 
 
 # --- comparator -------------------------------------------------------------------------------------------------

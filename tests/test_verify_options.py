@@ -16,7 +16,7 @@ from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.verify.calibration import FACTOR, FLOOR_ULPS, calibrated_tolerance
 from lion_export.verify.compare import compare_output
-from lion_export.verify.report import plain_table
+from lion_export.verify.parity_report import plain_table
 from lion_export.verify.stress import spread_decays
 from lion_export.verify.tolerances import Tolerance, ToleranceRequest
 

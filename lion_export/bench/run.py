@@ -131,7 +131,7 @@ def _length_problem(config, length: int) -> str | None:
 def describe_inputs(config, length: int, batch: int) -> dict[str, Any]:
     """What the worker feeds at `length` tokens: near-square images (vision models) or (B, L) token ids (text)."""
     if config.kind == "vision":
-        from ..verify.inputs import image_size_for_tokens
+        from ..verify.case_inputs import image_size_for_tokens
 
         height, width = ((config.img_size,) * 2 if config.pos_embed
                          else image_size_for_tokens(length, config.patch_size))
@@ -208,9 +208,9 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
     graphs: already exported .onnx files to time instead of exporting again, keyed "lion_chunked",
     "lion_recurrent", "lion_parallel" or "softmax_parallel" (they must come from the same checkpoint).
     """
-    from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ..checkpoints import CheckpointError, load_checkpoint, save_checkpoint
     from .machine import describe_machine
-    from .plot import plot_bench
+    from .length_plot import plot_bench
 
     request.check()
     report = progress or (lambda _text, _done, _total: None)

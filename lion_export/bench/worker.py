@@ -42,7 +42,7 @@ def make_feed(inputs: dict[str, Any], dtype: str) -> dict[str, np.ndarray]:
 
 
 def _load_model(spec: dict[str, Any]):
-    from ..checkpoint import load_checkpoint
+    from ..checkpoints import load_checkpoint
     from ..models import set_form
     from .baseline import softmax_twin
 

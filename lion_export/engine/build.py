@@ -20,9 +20,9 @@ from .backend import Backend, collecting_logger, load_backend, register_plugin
 from .graph_file import LionGraph, load_lion_graph
 from .header import build_report_path
 from .profiles import InputProfile, ProfileOptions, input_profiles
-from .progress import PhaseDisplay, SilentDisplay, progress_monitor
-from .report import BuildReport
-from .targets import TargetError, parse_targets
+from .build_progress import PhaseDisplay, SilentDisplay, progress_monitor
+from .build_report import BuildReport
+from .rtx_targets import TargetError, parse_targets
 
 PLUGIN_LABEL = "lion::SelectiveScan v1"
 AOT_LABEL = "lion::SelectiveScan v1 (AOT: PTX in the engine)"

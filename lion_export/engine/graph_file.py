@@ -86,7 +86,7 @@ def _check_scan_nodes(model, path: Path) -> None:
 
 def load_lion_graph(path: str | Path) -> LionGraph:
     """Read and check `path`; GraphFileError (one line) for anything `build` cannot use."""
-    from ..inspect import load_onnx_model, metadata
+    from ..graph_summary import load_onnx_model, metadata
 
     path = Path(path)
     try:

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .targets import targets_from_mask
+from .rtx_targets import targets_from_mask
 
 HEADER_BYTES = 64
 EDITIONS = {b"vtrt": "TensorRT-RTX", b"ftrt": "TensorRT"}

@@ -126,7 +126,7 @@ def _text_axes(config: dict, meta: dict, options: ProfileOptions, batch: AxisRan
 
 def _vision_axes(config: dict, meta: dict, options: ProfileOptions, batch: AxisRange,
                  dims: tuple) -> dict[int, AxisRange]:
-    from ..verify.inputs import image_size_for_tokens
+    from ..verify.case_inputs import image_size_for_tokens
 
     patch, size = int(config["patch_size"]), int(config["img_size"])
     if options.seq_len is not None and options.image_size is not None:
@@ -167,8 +167,8 @@ def _vision_axes(config: dict, meta: dict, options: ProfileOptions, batch: AxisR
 def input_profiles(model, options: ProfileOptions) -> list[InputProfile]:
     """One InputProfile per graph input of a lion-export ONNX model (an onnx.ModelProto), from `options` and the
     file's metadata (`LionFile` checks that it has some)."""
-    from ..inspect import metadata
-    from ..verify.inputs import graph_input_specs
+    from ..graph_summary import metadata
+    from ..verify.case_inputs import graph_input_specs
 
     meta = metadata(model)
     config = meta["model_config"]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..verify.inputs import InputSpec, InputsError, check_feed
+from ..verify.case_inputs import InputSpec, InputsError, check_feed
 from ..verify.runner import Runner
 from .header import EngineFileError, EngineHeader, read_engine_header
-from .targets import TARGETS
+from .rtx_targets import TARGETS
 
 NO_GPU = "needs a CUDA GPU to run a TensorRT engine; this machine has none"
 
@@ -114,7 +114,7 @@ class TensorRTRunner(Runner):
         return [n for n in names if self.engine.get_tensor_mode(n) == mode]
 
     def input_specs(self) -> list[InputSpec]:
-        """The engine's inputs as InputSpecs (dynamic axes as None), for lion_export.verify.inputs.load_inputs."""
+        """The engine's inputs as InputSpecs (dynamic axes as None), for lion_export.verify.case_inputs.load_inputs."""
         trt = self.backend.module
         specs = []
         for name in self._io_names("INPUT"):

@@ -33,7 +33,7 @@ import onnx.version_converter
 import torch
 from torch import nn
 
-from ..checkpoint import checkpoint_sha256
+from ..checkpoints import checkpoint_sha256
 from ..forms import FORMS
 from ..models import LionAttention, set_form
 from .metadata import export_metadata, set_metadata

@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .compare import OutputComparison, compare_outputs
-from .inputs import InputsError, InputSpec, graph_input_specs, load_inputs
+from .case_inputs import InputsError, InputSpec, graph_input_specs, load_inputs
 from .onnxruntime_runner import OnnxRuntimeRunner
 from .parity import default_seq_lens, verify_files, verify_onnx
-from .plot import histogram_path, plot_error_histogram
-from .report import CaseResult, VerificationReport, print_report
+from .error_histogram import histogram_path, plot_error_histogram
+from .parity_report import CaseResult, VerificationReport, print_report
 from .runner import Runner
 from .tolerances import TOLERANCES, Tolerance, ToleranceRequest, tolerance_for
 from .torch_runner import TorchRunner

@@ -27,16 +27,16 @@ import numpy as np
 import torch
 
 from ..forms import FORMS
-from ..inspect import load_onnx_model, metadata
+from ..graph_summary import load_onnx_model, metadata
 from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
 from .artefacts import artefact_kind, file_runner
 from .calibration import calibrated_tolerance
 from .compare import ERROR_STATS, compare_outputs, failed_comparison
-from .inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens,
+from .case_inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens,
                      load_input_cases, make_image_feed, make_text_feed, save_arrays, tokens_for_image)
 from .onnxruntime_runner import resolve_providers
-from .report import CaseResult, VerificationReport
+from .parity_report import CaseResult, VerificationReport
 from .runner import Runner
 from .tolerances import TOLERANCES, Bounds, Tolerance, ToleranceRequest, tolerance_for
 from .torch_runner import TorchRunner
@@ -298,7 +298,7 @@ def _sha256_hint(checkpoint_path: str | Path | None, meta: dict) -> str | None:
     recorded = meta.get("checkpoint_sha256")
     if checkpoint_path is None or not isinstance(recorded, str):
         return None
-    from ..checkpoint import checkpoint_sha256
+    from ..checkpoints import checkpoint_sha256
 
     actual = checkpoint_sha256(checkpoint_path)
     if actual == recorded:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..atomic import write_bytes_atomically
 from .header import EngineHeader, build_report_path
-from .targets import TARGETS
+from .rtx_targets import TARGETS
 
 
 @dataclass

@@ -9,7 +9,7 @@ stride is derivable from the shapes, so kernels take contiguous tensors and only
 Kernel modules (scan.py, chunked.py) expose `aot_specs(config) -> list[KernelSpec]`; `kernel_specs` collects them.
 A module's list is in launch order; a kernel that needs another's output (a workspace) names it in `runs_after`, and
 the two share that buffer by argument name.
-This module only describes: aot_compile.py compiles the specs, aot_bundle.py writes them out for C++ launchers.
+This module only describes: compiler.py compiles the specs, bundle.py writes them out for C++ launchers.
 """
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def kernel_specs(config: KernelConfig, training: bool = False) -> list[KernelSpe
     """
     specs: list[KernelSpec] = []
     for module_name in KERNEL_MODULES:
-        module = importlib.import_module(f"{__package__}.{module_name}")
+        module = importlib.import_module(f"lion_export.kernels.{module_name}")
         specs.extend(module.aot_specs(config))
         if training and hasattr(module, "training_specs"):
             specs.extend(module.training_specs(config))

@@ -28,13 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import (CheckpointError, _check_tensors, _existing_file, _is_state_dict, _model_from_loaded,
-                         _one_line, _read_safetensors, _torch_load, is_lion_export_checkpoint, load_checkpoint,
-                         read_config_json)
-from .models import PRESETS, TextConfig, VisionConfig, model_from_config
-from .models.config import ModelConfig
-from .models.public_mlm import is_public_mlm, public_mlm_to_ours, strip_wrapper_prefix
-from .variants import get_variant
+from lion_export.checkpoints.files import (SAFETENSORS_SUFFIX, CheckpointError, build_model, existing_file,
+                                           is_state_dict, load_tensors, one_line, read_safetensors, torch_load)
+from lion_export.checkpoints.lion_format import (is_lion_export_checkpoint, load_checkpoint, model_from_loaded,
+                                                 read_config_json)
+from lion_export.models import PRESETS, TextConfig, VisionConfig, create_model
+from lion_export.models.config import ModelConfig
+from lion_export.models.public_mlm import is_public_mlm, public_mlm_to_ours, strip_wrapper_prefix
+from lion_export.variants import get_variant
 
 WEIGHTS = ("model", "model_ema")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
@@ -73,26 +74,26 @@ def read_model(path: str | os.PathLike, options: ReadOptions = ReadOptions(),
                report: Callable[[str], None] | None = None) -> nn.Module:
     """The model in `path` (eval mode), whichever of the accepted formats it is; `report` gets the one line that
     says how a public file was read. Every failure is a CheckpointError with a one-line message."""
-    path = _existing_file(Path(path))
-    if path.suffix == ".safetensors":
+    path = existing_file(Path(path))
+    if path.suffix == SAFETENSORS_SUFFIX:
         own_json = options.config_path is None and path.with_suffix(".json").is_file()
         if own_json:
             _refuse_options(path, options)
             return load_checkpoint(path)
-        public = PublicFile(_read_safetensors(path), {}, "state_dict")
+        public = PublicFile(read_safetensors(path), {}, "state_dict")
     else:
-        obj = _torch_load(path, options.allow_pickle)
+        obj = torch_load(path, options.allow_pickle)
         if is_lion_export_checkpoint(obj) or isinstance(obj, nn.Module):
             if options.config_path is not None:
                 raise CheckpointError(f"{path}: is a lion-export checkpoint with its own config; --config is for "
                                       ".safetensors files and public state_dicts (drop it)")
             _refuse_options(path, options)
-            return _model_from_loaded(path, obj)
+            return model_from_loaded(path, obj)
         public = _public_file(path, obj, options.weights)
     if options.config_path is not None:
         return _build_from_json(path, public, options)
     config, line = infer_config(path, public, options)
-    model = _load(path, config, _our_names(path, public.tensors))
+    model = build_model(path, config, _our_names(path, public.tensors))
     if report is not None:
         report(f"{path.name}: read as {line}")
     return model
@@ -109,7 +110,7 @@ def infer_config(path: Path, public: PublicFile, options: ReadOptions) -> tuple[
     else:
         raise CheckpointError(f"{path}: neither a public LION vision model (patch_embed.proj.weight, cls_token) nor "
                               f"a public MLM (bert.embeddings...): pass --config with its model config JSON if it "
-                              f"is one of lion-export's (names: {_one_line(sorted(tensors)[:3], 90)})")
+                              f"is one of lion-export's (names: {one_line(sorted(tensors)[:3], 90)})")
     if public.source != "state_dict":
         line += f" (weights: {public.source})"
     return config, line
@@ -126,7 +127,7 @@ def _public_file(path: Path, obj: object, weights: str | None) -> PublicFile:
     """The state_dict in a loaded public file: the file itself, or one entry of a training checkpoint."""
     if weights is not None and weights not in WEIGHTS:
         raise CheckpointError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
-    if _is_state_dict(obj):
+    if is_state_dict(obj):
         if weights is not None:
             raise CheckpointError(f"{path}: is a plain state_dict; --weights picks from a training checkpoint "
                                   "(drop it)")
@@ -136,11 +137,11 @@ def _public_file(path: Path, obj: object, weights: str | None) -> PublicFile:
     if isinstance(obj.get("state"), Mapping) and "model" in obj["state"]:      # Composer (the public MLM code)
         obj = obj["state"]
     key = weights or "model"
-    if not _is_state_dict(obj.get(key)):
-        found = [k for k in WEIGHTS if _is_state_dict(obj.get(k))]
+    if not is_state_dict(obj.get(key)):
+        found = [k for k in WEIGHTS if is_state_dict(obj.get(k))]
         if weights is None and not found:
             raise CheckpointError(f"{path}: neither a lion-export checkpoint nor a state_dict, and no 'model' "
-                                  f"state_dict in it (top-level keys: {_one_line(sorted(map(str, obj))[:6], 80)})")
+                                  f"state_dict in it (top-level keys: {one_line(sorted(map(str, obj))[:6], 80)})")
         raise CheckpointError(f"{path}: has no '{key}' state_dict; it has: {', '.join(found) or 'none'} "
                               "(choose with --weights)")
     args = obj.get("args")
@@ -155,17 +156,7 @@ def _our_names(path: Path, tensors: Mapping[str, torch.Tensor]) -> dict[str, tor
     try:
         return public_mlm_to_ours(tensors)
     except ValueError as error:
-        raise CheckpointError(f"{path}: {_one_line(error)}") from None
-
-
-def _load(path: Path, config: ModelConfig | dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> nn.Module:
-    try:
-        model = model_from_config(config)
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: bad model config: {_one_line(error)}") from None
-    _check_tensors(path, model, tensors)
-    model.load_state_dict(tensors, strict=True)
-    return model.eval()
+        raise CheckpointError(f"{path}: {one_line(error)}") from None
 
 
 def _build_from_json(path: Path, public: PublicFile, options: ReadOptions) -> nn.Module:
@@ -174,10 +165,10 @@ def _build_from_json(path: Path, public: PublicFile, options: ReadOptions) -> nn
     if given:
         raise CheckpointError(f"--config gives the whole architecture; {', '.join(given)} cannot be combined "
                               "with it")
-    header = read_config_json(_existing_file(options.config_path))
+    header = read_config_json(existing_file(options.config_path))
     if not isinstance(header, Mapping):
         raise CheckpointError(f"{options.config_path}: the config must be a JSON object")
-    return _load(path, dict(header), _our_names(path, public.tensors))
+    return build_model(path, header, _our_names(path, public.tensors))
 
 
 def _depth(path: Path, tensors: Mapping[str, torch.Tensor]) -> int:
@@ -203,7 +194,7 @@ def _mask_option(path: Path, options: ReadOptions) -> str | None:
     try:
         return get_variant(options.mask).key
     except ValueError as error:
-        raise CheckpointError(f"{path}: --mask: {_one_line(error)}") from None
+        raise CheckpointError(f"{path}: --mask: {one_line(error)}") from None
 
 
 def _preset_heads(path: Path, kind: str, dim: int, depth: int, mask: str, options: ReadOptions,
@@ -266,7 +257,7 @@ def _vision_config(path: Path, tensors: Mapping[str, torch.Tensor], args: Mappin
     try:
         config = VisionConfig(**fields)
     except ValueError as error:
-        raise CheckpointError(f"{path}: {_one_line(error)}") from None
+        raise CheckpointError(f"{path}: {one_line(error)}") from None
     name = get_variant(mask).display_name + (" natural" if natural else "")
     pooling = "class-token pooling" if cls_pooling else "mean pooling"
     if options.cls_pooling is None and "cls_tok" not in args:
@@ -295,7 +286,7 @@ def _text_config(path: Path, tensors: Mapping[str, torch.Tensor], options: ReadO
     try:
         config = TextConfig(**fields)
     except ValueError as error:
-        raise CheckpointError(f"{path}: {_one_line(error)}") from None
+        raise CheckpointError(f"{path}: {one_line(error)}") from None
     parts = [preset, f"{get_variant(mask).display_name} MLM", f"vocabulary {vocab}",
              f"pos-embed {max_len}" if pos_embed else f"no pos-embed (max_len {max_len})"]
     if config.layer_norm_after:
@@ -305,4 +296,46 @@ def _text_config(path: Path, tensors: Mapping[str, torch.Tensor], options: ReadO
     return config, ", ".join(parts)
 
 
-__all__ = ["WEIGHTS", "ReadOptions", "PublicFile", "read_model", "infer_config"]
+
+def _unwrap_state_dict(path: Path, obj: object, weights: str = "model") -> dict[str, torch.Tensor]:
+    """The tensors of a training script's file: the dict itself, or under `weights` ('model' or 'model_ema') /
+    'state_dict' (DeiT and Lightning save {"model": ..., "optimizer": ..., "args": ...}); a DataParallel 'module.'
+    prefix is dropped."""
+    if isinstance(obj, Mapping) and not is_state_dict(obj):
+        if weights != "model" and not is_state_dict(obj.get(weights)):
+            raise CheckpointError(f"{path}: has no {weights!r} state_dict")
+        for key in (weights, "state_dict", "model_state_dict"):
+            if is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+    if not is_state_dict(obj):
+        raise CheckpointError(f"{path}: no state_dict of tensors found (looked at the top level and under "
+                              "'model', 'state_dict', 'model_state_dict')")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+
+
+def load_state_dict_file(path: str | os.PathLike, preset: str, *, allow_pickle: bool = False,
+                         weights: str = "model", **overrides: Any) -> nn.Module:
+    """Load a bare state_dict (e.g. trained with the public LION code) into create_model(preset, **overrides).
+
+    The file holds only weights, so the architecture comes from the preset and overrides, which must match the
+    training run (e.g. load_state_dict_file("lion_s_tiny.pth", "vit-tiny", mask="selective", pos_embed=False)).
+    weights: which entry of a training checkpoint to take, "model" or "model_ema".
+    Names and shapes must match exactly (strict=True); a mismatch is a CheckpointError listing examples.
+    lion_export.read_model(path) infers the architecture instead.
+    Equivalent by hand: `model = create_model(...); model.load_state_dict(sd, strict=True)`.
+    """
+    path = existing_file(Path(path))
+    try:
+        model = create_model(preset, **overrides)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {one_line(error)}") from None
+    if path.suffix == SAFETENSORS_SUFFIX:
+        tensors = read_safetensors(path)
+    else:
+        obj = torch_load(path, allow_pickle)
+        tensors = _unwrap_state_dict(path, obj.state_dict() if isinstance(obj, nn.Module) else obj, weights)
+    return load_tensors(path, model, tensors)
+
+
+__all__ = ["WEIGHTS", "ReadOptions", "PublicFile", "read_model", "infer_config", "load_state_dict_file"]

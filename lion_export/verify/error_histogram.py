@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
-from .report import VerificationReport
+from .parity_report import VerificationReport
 
 
 def histogram_path(report_path: str | Path) -> Path:

@@ -2,7 +2,7 @@
 
 Under TRITON_INTERPRET=1 (how the tests run on CPUs) `@triton.jit` yields interpreter functions that
 `triton.compile` cannot take, so compilation then runs in a child Python with the variable removed: this module is
-also that child's entry point (`python -m lion_export.kernels.aot_compile`). The child writes each kernel's PTX,
+also that child's entry point (`python -m lion_export.kernels.aot.compiler`). The child writes each kernel's PTX,
 cubin and metadata to a directory and prints its name when done, so the caller can show progress.
 
 The result records what an AOT launcher must match: the PTX entry name and its parameter list, checked against the
@@ -30,8 +30,8 @@ import triton
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
-from .aot import KernelConfig, KernelSpec, ProblemShape, kernel_specs
-from .targets import (DEFAULT_PTX_VERSION, DEFAULT_SHARED_MEM, WARP_SIZE, Target, check_ptx_version,
+from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, kernel_specs
+from lion_export.kernels.aot.cuda_targets import (DEFAULT_PTX_VERSION, DEFAULT_SHARED_MEM, WARP_SIZE, Target, check_ptx_version,
                       target as lookup_target)
 
 #: pointers of every tensor argument are promised 16-byte aligned (TensorRT and torch allocate at >= 256 bytes),

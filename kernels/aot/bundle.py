@@ -14,10 +14,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..atomic import write_bytes_atomically
-from .aot import KernelConfig, ProblemShape
-from .aot_compile import POINTER_ALIGNMENT, CompiledKernel
-from .targets import min_cuda_driver, ptx_version_text, ptxas_cuda_version
+from lion_export.atomic import write_bytes_atomically
+from lion_export.kernels.aot.specs import KernelConfig, ProblemShape
+from lion_export.kernels.aot.compiler import POINTER_ALIGNMENT, CompiledKernel
+from lion_export.kernels.aot.cuda_targets import min_cuda_driver, ptx_version_text, ptxas_cuda_version
 
 MANIFEST = "manifest.json"
 FORMAT = "lion-export-kernels/1"
