@@ -267,7 +267,9 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     from rich.console import Console
 
     from lion_export.checkpoints import CheckpointError
-    from lion_export.export import DTYPES, MODES, ExportError, export_onnx, resolve_opset
+    from lion_export.dtypes import GRAPH_DTYPES as DTYPES
+    from lion_export.export import ExportError, export_onnx, resolve_opset
+    from lion_export.forms import FORMS as MODES
     from lion_export.progress import phases
 
     if mode not in MODES:
@@ -292,7 +294,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
         with phases(console, "loading the checkpoint") as step:
             model = _read_checkpoint(checkpoint, reading, quiet,
                                      lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
-            export_onnx(model, output, mode=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
+            export_onnx(model, output, form=mode, chunk_size=chunk, dtype=dtype, opset=target_opset, static=static,
                         batch=batch_size, seq_len=length, checkpoint_path=checkpoint, progress=step)
     except (CheckpointError, ExportError, ValueError, OSError) as exc:
         if debug:
@@ -724,7 +726,7 @@ def bench_command(checkpoint: Path, modes: str, backends: str, seq_lens: str, ba
     from lion_export.bench import BenchError, BenchRequest, run_bench
 
     warmup_runs = _int_option("--warmup", warmup)
-    request = BenchRequest(checkpoint=checkpoint, modes=_csv_option(modes),
+    request = BenchRequest(checkpoint=checkpoint, forms=_csv_option(modes),
                            backends=_csv_option(backends),
                            seq_lens=tuple(_parse_seq_lens(seq_lens)), batch=_positive_int("--batch", batch),
                            dtype=dtype, threads=_positive_int("--threads", threads),

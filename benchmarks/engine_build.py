@@ -52,7 +52,7 @@ def export(size: str, mode: str, folder: Path) -> tuple[Path, float]:
     torch.manual_seed(0)
     model = create_model(size, mask="selective").eval()
     started = time.perf_counter()
-    path = export_onnx(model, folder / f"{size}-{mode}.onnx", mode=mode)
+    path = export_onnx(model, folder / f"{size}-{mode}.onnx", form=mode)
     return path, time.perf_counter() - started
 
 

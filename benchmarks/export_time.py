@@ -54,7 +54,7 @@ def child(depth: int, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         export_start = time.perf_counter()
-        export_onnx(model, path, mode=mode, progress=progress)
+        export_onnx(model, path, form=mode, progress=progress)
         exported = time.perf_counter()
         phases[-1][1] = exported - clock[0]
         report = verify_onnx(model, path, progress=False)

@@ -139,7 +139,7 @@ def export_ort_models(folder: Path) -> None:
 
     for side in ORT_SIDES:
         model = build_model(side)
-        export_onnx(model, folder / f"chunked_{side}.onnx", mode="chunked", chunk_size=CHUNK, batch=2)
+        export_onnx(model, folder / f"chunked_{side}.onnx", form="chunked", chunk_size=CHUNK, batch=2)
         image = torch.zeros(1, 1, side, side)
         for kind in ORT_TWINS:
             torch.onnx.export(mixer_twin(build_model(side), kind), (image,), str(folder / f"{kind}_{side}.onnx"),

@@ -72,7 +72,7 @@ def export_all(folder: Path, sides: list[int]) -> None:
             if mode == "parallel" and side * side + 1 > PARALLEL_MAX_L:
                 continue
             start = time.perf_counter()
-            export_onnx(model, onnx_path(folder, mode, side), mode=mode, chunk_size=CHUNK, batch=2)
+            export_onnx(model, onnx_path(folder, mode, side), form=mode, chunk_size=CHUNK, batch=2)
             print(f"exported {mode:>9} L={side * side + 1:>5} in {time.perf_counter() - start:.1f} s", flush=True)
 
 

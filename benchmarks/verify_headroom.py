@@ -75,7 +75,7 @@ def measure(kind: str, mask: str, mode: str, dtype: str, width: str, folder: Pat
     model = build(kind, mask, width)
     path = folder / f"{kind}-{mask}-{mode}-{dtype}.onnx"
     start = time.perf_counter()
-    export_onnx(model, path, mode=mode, dtype=dtype, chunk_size=CHUNK, seq_len=TEXT_L if kind == "text" else None)
+    export_onnx(model, path, form=mode, dtype=dtype, chunk_size=CHUNK, seq_len=TEXT_L if kind == "text" else None)
     exported = time.perf_counter() - start
     lengths = [TEXT_L] if kind == "text" else [197]
     start = time.perf_counter()

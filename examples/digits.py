@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     for form in EXPORT_FORMS:
         onnx_path = args.out / f"digits_{form}.onnx"
         start = time.perf_counter()
-        export_onnx(model, onnx_path, mode=form, chunk_size=EXPORT_CHUNK, checkpoint_path=checkpoint_path)
+        export_onnx(model, onnx_path, form=form, chunk_size=EXPORT_CHUNK, checkpoint_path=checkpoint_path)
         report = verify_onnx(model, onnx_path, progress=sys.stdout.isatty())
         worst = max((o.max_abs_error for c in report.cases for o in c.outputs), default=float("nan"))
         print(f"exported {onnx_path.name} and verified it in {time.perf_counter() - start:.1f} s: parity "

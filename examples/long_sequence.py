@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                               ("softmax", softmax, "parallel")):
         path = args.out / f"long_sequence_{name}.onnx"
         start = time.perf_counter()
-        export_onnx(model, path, mode=mode, batch=2, seq_len=min(256, args.train_len))
+        export_onnx(model, path, form=mode, batch=2, seq_len=min(256, args.train_len))
         line = f"exported {path.name} in {time.perf_counter() - start:.0f} s"
         if name != "softmax":
             report = verify_onnx(model, path, progress=False)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"benchmarking onnxruntime at L = {', '.join(map(str, args.bench_lens))} (a fresh process per point)",
           flush=True)
-    bench = run_bench(BenchRequest(checkpoint=checkpoint, modes=("chunked", "recurrent"), backends=("onnxruntime",),
+    bench = run_bench(BenchRequest(checkpoint=checkpoint, forms=("chunked", "recurrent"), backends=("onnxruntime",),
                                    seq_lens=tuple(args.bench_lens), threads=args.threads, repeats=3, warmup=1,
                                    out=args.out),
                       lambda text, done, total: print(f"  [{min(done + 1, total)}/{total}] {text}", flush=True)

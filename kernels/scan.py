@@ -35,10 +35,10 @@ import torch
 import triton
 import triton.language as tl
 
+from lion_export.dtypes import KERNEL_DTYPES, torch_dtype
 from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
 from lion_export.kernels.launch_inputs import check_kernel_inputs
 
-_TORCH_TO_TRITON = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 #: widest dv tile one program holds: a 128 x 32 fp32 state is 32 registers per thread at 4 warps
 _MAX_BLOCK_DV = 32
 _NUM_WARPS = 4
@@ -128,7 +128,7 @@ def lion_scan(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor
 
     Returns y (B, H, L, dv) in q's dtype, accumulated in fp32. Forward only (no autograd).
     """
-    check_kernel_inputs("scan kernel", q, k, v, a, tuple(_TORCH_TO_TRITON))
+    check_kernel_inputs("scan kernel", q, k, v, a, tuple(map(torch_dtype, KERNEL_DTYPES)))
     if a.dtype != torch.float32:
         raise ValueError(f"log decays must be torch.float32, got {a.dtype}")
     batch, heads, length, dk = q.shape

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+#: the metadata key that records an export's form: files say "mode", as the CLI's --mode does (the code says "form")
+FORM_KEY = "mode"
 
 
 class OnnxFileError(ValueError):
@@ -173,5 +175,5 @@ def print_summary(summary: OnnxSummary, console=None) -> None:
         console.print(escape(f"local function {signature}  attributes {fn['attributes']}, {fn['nodes']} nodes"))
 
 
-__all__ = ["OnnxFileError", "OnnxSummary", "STANDARD_DOMAINS", "load_onnx_model", "metadata", "summarize",
+__all__ = ["FORM_KEY", "OnnxFileError", "OnnxSummary", "STANDARD_DOMAINS", "load_onnx_model", "metadata", "summarize",
            "print_summary"]

@@ -1,8 +1,8 @@
 """TensorRT plugins (installed as `lion_export.plugins`): the `lion::SelectiveScan` plugin.
 
 TensorRT's ONNX parser binds the recurrent export's `lion.SelectiveScan` node (it carries
-`plugin_namespace="lion"`) to the creator registered under that name, version and namespace
-(../shared/TENSORRT-NOTES.md, "How the ONNX parser binds a custom node"). Two implementations exist:
+`plugin_namespace="lion"`) to the creator registered under that name, version and namespace; the node's other
+attributes become the plugin's fields (lion_export.scan_op holds the contract). Two implementations exist:
 
 - `selective_scan`: a class-based IPluginV3 (OneCore/OneBuild/OneRuntime) with an IPluginCreatorV3One creator. It
   builds with TensorRT-RTX (the only plugin kind its parser takes) and standard TensorRT; at run time its enqueue
@@ -21,12 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-#: the ONNX node's op type (lion_export.export.selective_scan.OP_TYPE, which tests/test_plugin.py checks)
-PLUGIN_NAME = "SelectiveScan"
-#: the node's `plugin_namespace` attribute (lion_export.export.selective_scan.PLUGIN_NAMESPACE)
-PLUGIN_NAMESPACE = "lion"
-#: TensorRT's ONNX parser looks plugins up as version "1"; the decorator API allows no other
-PLUGIN_VERSION = "1"
+from lion_export.scan_op import OP_TYPE as PLUGIN_NAME
+from lion_export.scan_op import PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 
 def register(trt_module: ModuleType) -> None:

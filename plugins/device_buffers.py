@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-#: TensorRT DataType names (the same in tensorrt and tensorrt_rtx_bindings) -> torch dtypes the plugin handles
-TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16}
+from lion_export import dtypes
+
 
 
 class _ForeignBuffer:
@@ -25,10 +25,7 @@ class _ForeignBuffer:
 
 def torch_dtype(trt_type: object) -> torch.dtype:
     """The torch dtype of a TensorRT DataType (FLOAT, HALF, BF16); ValueError for any other."""
-    name = getattr(trt_type, "name", str(trt_type))
-    if name not in TORCH_DTYPES:
-        raise ValueError(f"no torch dtype for TensorRT type {name} (the plugin handles {', '.join(TORCH_DTYPES)})")
-    return TORCH_DTYPES[name]
+    return dtypes.torch_dtype(dtypes.from_tensorrt(getattr(trt_type, "name", str(trt_type))).name)
 
 
 def device_tensor(pointer: int, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
@@ -39,4 +36,4 @@ def device_tensor(pointer: int, shape: Sequence[int], dtype: torch.dtype) -> tor
     return raw.view(dtype).view(shape)
 
 
-__all__ = ["TORCH_DTYPES", "device_tensor", "torch_dtype"]
+__all__ = ["device_tensor", "torch_dtype"]

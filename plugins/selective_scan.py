@@ -25,11 +25,12 @@ import torch
 
 # the node's inputs and attribute defaults (a node without an attribute gets the local function's default; the
 # parser only warns), from the one definition of the node
-from lion_export.export.selective_scan import DEFAULT_EPS, DEFAULT_NORMALIZE, INPUTS
+from lion_export.dtypes import DTYPES, KERNEL_DTYPES
 from lion_export.plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from lion_export.scan_op import DEFAULT_EPS, DEFAULT_NORMALIZE, EPS, LOG_DECAY_INPUT, NORMALIZE
 
 #: TensorRT DataType names q, k, v and y may take, in preference order; bf16 only where the module defines it
-VALUE_TYPES = ("FLOAT", "HALF", "BF16")
+VALUE_TYPES = tuple(DTYPES[name].tensorrt for name in KERNEL_DTYPES)
 #: scratch buffers start at this alignment inside the workspace (what cudaMalloc guarantees)
 WORKSPACE_ALIGNMENT = 256
 
@@ -53,8 +54,8 @@ class ScanFields:
         """From a PluginFieldCollection (the parser's node attributes or a serialized engine); missing fields take
         the node's defaults, unknown ones are ignored."""
         values = {field.name: np.asarray(field.data).reshape(-1) for field in fields}
-        normalize = values.get("normalize", np.array([DEFAULT_NORMALIZE]))
-        eps = values.get("eps", np.array([DEFAULT_EPS]))
+        normalize = values.get(NORMALIZE, np.array([DEFAULT_NORMALIZE]))
+        eps = values.get(EPS, np.array([DEFAULT_EPS]))
         if normalize.size != 1 or int(normalize[0]) not in (0, 1):
             raise ValueError(f"SelectiveScan: normalize must be one int, 0 or 1; got {normalize.tolist()}")
         if eps.size != 1:
@@ -63,11 +64,11 @@ class ScanFields:
 
     def plugin_fields(self, trt: ModuleType) -> Any:
         """As a PluginFieldCollection, typed as the parser types the node's attributes."""
-        return _field_collection(trt, {"normalize": [int(self.normalize)], "eps": [self.eps]})
+        return _field_collection(trt, {NORMALIZE: [int(self.normalize)], EPS: [self.eps]})
 
 
 #: field name -> (numpy type, TensorRT PluginFieldType name): the parser gives INT as int32 and FLOAT as float32
-_FIELD_TYPES = {"normalize": (np.int32, "INT32"), "eps": (np.float32, "FLOAT32")}
+_FIELD_TYPES = {NORMALIZE: (np.int32, "INT32"), EPS: (np.float32, "FLOAT32")}
 
 
 def _field_collection(trt: ModuleType, values: dict[str, list]) -> Any:
@@ -91,7 +92,7 @@ def supports_combination(trt: ModuleType, pos: int, types: list[Any], formats: l
     and formats of positions 0..pos: LINEAR everywhere, log_decay fp32, q a value type, k, v, y q's type."""
     if formats[pos] != trt.TensorFormat.LINEAR:
         return False
-    if pos == INPUTS.index("log_decay"):
+    if pos == LOG_DECAY_INPUT:
         return types[pos] == trt.DataType.FLOAT
     if pos == 0:
         return types[0] in value_types(trt)

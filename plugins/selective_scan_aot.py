@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from lion_export.dtypes import DTYPES, from_tensorrt
 from lion_export.kernels.aot.specs import KernelConfig, ProblemShape, dv_tiles
 from lion_export.kernels.aot.compiler import CompiledKernel, compile_kernels
 from lion_export.kernels.aot.cuda_targets import TARGETS
@@ -40,8 +41,6 @@ from lion_export.plugins.selective_scan import is_registered
 SCAN_KERNEL = "lion_scan_fwd"
 #: the oldest standard TensorRT with `tensorrt.plugin.aot_impl`
 MIN_TENSORRT = (10, 9)
-#: TensorRT DataType names -> Triton element types of the kernel's q, k, v, y
-TRITON_TYPES = {"FLOAT": "fp32", "HALF": "fp16", "BF16": "bf16"}
 #: the plugin's outputs in kernel order: y, then the scratch buffers the kernel writes
 OUTPUTS = ("y", "num_scratch", "den_scratch")
 
@@ -93,9 +92,12 @@ def aot_target(capability: int) -> str:
 def kernel_config(value_type: str, dk: int, dv: int, normalize: bool, eps: float) -> KernelConfig:
     """The compile-time choices for one node: element type (a TensorRT DataType name), head dims (build-time
     constants on this path), and the attributes baked in."""
-    if value_type not in TRITON_TYPES:
-        raise ValueError(f"SelectiveScan takes q, k, v as {', '.join(TRITON_TYPES)}; got {value_type}")
-    return KernelConfig(dtype=TRITON_TYPES[value_type], head_dim=dk, head_dim_v=dv, normalize=bool(normalize),
+    try:
+        element_type = from_tensorrt(value_type).name
+    except ValueError:
+        raise ValueError(f"SelectiveScan takes q, k, v as {', '.join(d.tensorrt for d in DTYPES.values())}; got "
+                         f"{value_type}") from None
+    return KernelConfig(dtype=element_type, head_dim=dk, head_dim_v=dv, normalize=bool(normalize),
                         eps=float(eps))
 
 

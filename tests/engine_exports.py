@@ -36,5 +36,5 @@ def _exported(kind: str, mask: str, mode: str, dtype: str, pos_embed: bool, stat
     extra = {} if kind == "text" else {"pos_embed": pos_embed}
     path = _ROOT / f"{kind}-{mask}-{mode}-{dtype}-{'pos' if pos_embed else 'nopos'}{'-static' if static else ''}.onnx"
     seq_len = TRACE_LEN if kind == "text" else None
-    return export_onnx(model(kind, mask, **extra), path, mode=mode, chunk_size=CHUNK, dtype=dtype, seq_len=seq_len,
+    return export_onnx(model(kind, mask, **extra), path, form=mode, chunk_size=CHUNK, dtype=dtype, seq_len=seq_len,
                        static=static)

@@ -56,7 +56,7 @@ def test_bench_writes_json_and_png(checkpoint, tmp_path):
 
 def test_quadratic_form_that_cannot_fit_is_recorded_not_run(checkpoint, tmp_path):
     """L = 2^20 + 1 in the parallel form needs terabytes of score matrices: recorded as out_of_memory, no process."""
-    document = run_bench(BenchRequest(checkpoint=checkpoint, modes=("parallel",), backends=("eager",),
+    document = run_bench(BenchRequest(checkpoint=checkpoint, forms=("parallel",), backends=("eager",),
                                       seq_lens=(17, 2**20 + 1), repeats=1, warmup=0, softmax_baseline=False,
                                       out=tmp_path))
     small, huge = document["points"]
@@ -67,7 +67,7 @@ def test_quadratic_form_that_cannot_fit_is_recorded_not_run(checkpoint, tmp_path
 def test_length_the_model_cannot_take_is_skipped(tmp_path):
     torch.manual_seed(0)
     fixed = save_checkpoint(create_model("vit-tiny", **{**TINY, "pos_embed": True}), tmp_path / "fixed.pt")
-    document = run_bench(BenchRequest(checkpoint=fixed, modes=("chunked",), backends=("eager",), seq_lens=(37,),
+    document = run_bench(BenchRequest(checkpoint=fixed, forms=("chunked",), backends=("eager",), seq_lens=(37,),
                                       softmax_baseline=False, out=tmp_path))
     (point,) = document["points"]
     assert point["status"] == "skipped" and "fixes this model at 17 tokens" in point["reason"]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from lion_export import create_model, load_checkpoint, save_checkpoint, save_safetensors
 from lion_export.cli import main
 from lion_export.export import DEFAULT_OPSET, MIN_OPSET
-from lion_export.export.selective_scan import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE
+from lion_export.scan_op import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE
 from lion_export.verify import verify_onnx
 
 CHUNK, TRACE_LEN = 16, 24

@@ -21,8 +21,8 @@ from reference import reference_attention
 from lion_export import checkpoint_sha256, create_model, save_checkpoint
 from lion_export.export import DEFAULT_OPSET, MIN_OPSET, ExportError, OpsetError, export_onnx, resolve_opset
 from lion_export.export import onnx_export
-from lion_export.export.selective_scan import (DOMAIN, DOMAIN_VERSION, INPUTS, OP_TYPE, PLUGIN_NAMESPACE,
-                                               node_attributes, selective_scan_function)
+from lion_export.export.selective_scan import selective_scan_function
+from lion_export.scan_op import DOMAIN, DOMAIN_VERSION, INPUTS, OP_TYPE, PLUGIN_NAMESPACE, node_attributes
 
 VISION = {"depth": 1, "dim": 16, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_classes": 5}
 TEXT = {"depth": 2, "dim": 16, "num_heads": 2, "vocab_size": 50, "max_len": 64}
@@ -131,7 +131,7 @@ def recurrent_text(tmp_path_factory):
     torch.manual_seed(0)
     model = create_model("encoder-tiny", mask="selective", **TEXT).eval()
     checkpoint = save_checkpoint(model, directory / "text.pt")
-    path = export_onnx(model, directory / "text.onnx", mode="recurrent", seq_len=12, checkpoint_path=checkpoint)
+    path = export_onnx(model, directory / "text.onnx", form="recurrent", seq_len=12, checkpoint_path=checkpoint)
     return model, checkpoint, onnx.load(path)
 
 
@@ -192,7 +192,7 @@ def test_blocks_are_traced_once_per_program_and_repeated_with_their_own_weights(
     model.blocks[1] = create_model("vit-tiny", mask="selective", **VISION).blocks[0]
     assert plan_stack(model.blocks).representatives == (0, 1)
     assert plan_stack(model.blocks).program_of == (0, 1, 0)
-    proto = onnx.load(export_onnx(model, tmp_path / "m.onnx", mode="chunked", chunk_size=8))
+    proto = onnx.load(export_onnx(model, tmp_path / "m.onnx", form="chunked", chunk_size=8))
     assert not any(n.domain == BOUNDARY_DOMAIN for n in proto.graph.node)
     assert BOUNDARY_DOMAIN not in {o.domain for o in proto.opset_import}
     norms = [n.name for n in proto.graph.node if n.op_type == "LayerNormalization"]
@@ -219,7 +219,7 @@ def _inferred_types(proto: onnx.ModelProto) -> dict[str, int]:
 def test_fp16_graph_keeps_decays_in_fp32(tmp_path, mode):
     torch.manual_seed(0)
     model = create_model("vit-tiny", mask="selective", **VISION).eval()
-    proto = onnx.load(export_onnx(model, tmp_path / "m.onnx", mode=mode, dtype="fp16", chunk_size=8))
+    proto = onnx.load(export_onnx(model, tmp_path / "m.onnx", form=mode, dtype="fp16", chunk_size=8))
     assert proto.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
     assert proto.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT16
     types = _inferred_types(proto)
@@ -242,7 +242,7 @@ def test_vision_export_without_position_embedding_keeps_image_sides_dynamic(tmp_
     (17, 11, 21; none a multiple of the chunk, 8) span two or three chunks, and matches eager PyTorch at each."""
     torch.manual_seed(0)
     model = create_model("vit-tiny", mask="selective", pos_embed=False, **VISION).eval()
-    path = export_onnx(model, tmp_path / "m.onnx", mode=mode, chunk_size=8)
+    path = export_onnx(model, tmp_path / "m.onnx", form=mode, chunk_size=8)
     onnx.checker.check_model(str(path), full_check=True)
     proto = onnx.load(path)
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
@@ -271,7 +271,7 @@ def test_static_export_with_external_data(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "PROTOBUF_LIMIT_BYTES", 0)         # as if the weights exceeded 2 GiB
     torch.manual_seed(0)
     model = create_model("vit-tiny", mask="decay", **VISION).eval()
-    path = export_onnx(model, tmp_path / "m.onnx", mode="parallel", static=True, batch=3)
+    path = export_onnx(model, tmp_path / "m.onnx", form="parallel", static=True, batch=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
     onnx.checker.check_model(str(path), full_check=True)
     proto = onnx.load(path, load_external_data=False)
@@ -293,12 +293,12 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export.onnx, "save_model", disk_full)
     model = create_model("vit-tiny", **VISION).eval()
     with pytest.raises(OSError, match="No space left"):
-        export_onnx(model, tmp_path / "m.onnx", mode="recurrent")
+        export_onnx(model, tmp_path / "m.onnx", form="recurrent")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "rnn"}, "unknown mode"),
+    ({"form": "rnn"}, "unknown form"),
     ({"chunk_size": 0}, "chunk size must be a positive integer"),
     ({"dtype": "bf16"}, "unknown dtype"),
     ({"opset": 16}, "too old"),
@@ -322,7 +322,7 @@ def test_chunked_export_traced_short_runs_where_every_level_has_groups(tmp_path,
     graph. Matches eager PyTorch."""
     torch.manual_seed(0)
     model = create_model("encoder-tiny", mask=mask, depth=1, dim=16, num_heads=2, vocab_size=50, max_len=512).eval()
-    path = export_onnx(model, tmp_path / "m.onnx", mode="chunked", chunk_size=2, seq_len=24)
+    path = export_onnx(model, tmp_path / "m.onnx", form="chunked", chunk_size=2, seq_len=24)
     session = _session(str(path))
     for length in (24, 300):
         ids = torch.randint(0, 50, (2, length))

@@ -78,7 +78,7 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path, content):
 def test_recurrent_export_shows_its_custom_node_and_local_function(tmp_path):
     torch.manual_seed(0)
     model = create_model("vit-tiny", mask="selective", dim=32, depth=2, num_heads=2, img_size=32, num_classes=5)
-    summary = summarize(export_onnx(model, tmp_path / "rec.onnx", mode="recurrent"))
+    summary = summarize(export_onnx(model, tmp_path / "rec.onnx", form="recurrent"))
     assert summary.custom_nodes == {"lion.SelectiveScan": 2}                      # one per mixer
     (function,) = summary.local_functions
     assert function["name"] == "lion.SelectiveScan" and function["inputs"] == ["q", "k", "v", "log_decay"]

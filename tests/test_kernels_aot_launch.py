@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lion_export import lion_attention
+from lion_export.dtypes import torch_dtype
 from lion_export.kernels.aot.specs import KERNEL_MODULES, KernelConfig, ProblemShape, ScalarArg
 from lion_export.kernels.aot.compiler import CompiledKernel, compile_kernels
 from lion_export.kernels.aot.cuda_targets import TARGETS
@@ -30,7 +31,6 @@ CONFIGS = [KernelConfig(dtype="fp32", head_dim=64),
            KernelConfig(dtype="fp16", head_dim=32, head_dim_v=48, normalize=False, chunk_size=32)]
 SHAPES = [(2, 3, 197), (1, 1, 1)]            # (B, H, L): a ragged last chunk, and a single token
 TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "bf16": 3e-2}   # relative error of y against the float64 reference
-TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # CUDA driver API enums (cuda.h): CUfunction_attribute, CUjit_option
 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 5, 6
@@ -130,7 +130,7 @@ def _problem(config: KernelConfig, shape: ProblemShape) -> dict[str, torch.Tenso
     q, k = (F.elu(torch.randn(*full, shape.dk, generator=gen, dtype=torch.float64)) + 1 for _ in range(2))
     v = torch.randn(*full, shape.dv, generator=gen, dtype=torch.float64)
     log_decay = F.logsigmoid(torch.randn(*full, generator=gen, dtype=torch.float64) + 3)   # LION-S: one per token
-    rounded = {name: x.to(TORCH_DTYPES[config.dtype]).double() for name, x in (("q", q), ("k", k), ("v", v))}
+    rounded = {name: x.to(torch_dtype(config.dtype)).double() for name, x in (("q", q), ("k", k), ("v", v))}
     return {**rounded, "log_decay": log_decay.float().double()}
 
 
@@ -148,7 +148,7 @@ def _run_module(driver: Driver, kernels: list[CompiledKernel], image: str, shape
             if isinstance(arg, ScalarArg):
                 args.append(ctypes.c_int32(arg.value(shape)))
                 continue
-            dtype = TORCH_DTYPES[arg.dtype]
+            dtype = torch_dtype(arg.dtype)
             if arg.name not in buffers:
                 if arg.role == "input":
                     assert arg.name in problem, (f"{spec.name}: input {arg.name!r} is neither a problem input "

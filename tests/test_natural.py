@@ -10,7 +10,7 @@ from reference import reference_natural_attention
 
 from lion_export import LionAttention, create_model, set_form
 from lion_export.export import export_onnx
-from lion_export.export.selective_scan import DOMAIN, OP_TYPE
+from lion_export.scan_op import DOMAIN, OP_TYPE
 from lion_export.models.natural_order import natural_attention, snake_walks
 from lion_export.verify import verify_onnx
 
@@ -135,7 +135,7 @@ def test_natural_model_runs_other_image_sizes_identically_in_every_form():
 def test_natural_export_is_verified(tmp_path, mask, mode, pos_embed):
     torch.manual_seed(0)
     model = create_model("vit-tiny", mask=mask, natural=True, pos_embed=pos_embed, **VISION).eval()
-    path = export_onnx(model, tmp_path / "m.onnx", mode=mode, chunk_size=8)
+    path = export_onnx(model, tmp_path / "m.onnx", form=mode, chunk_size=8)
     proto = onnx.load(path)
     scans = [n for n in proto.graph.node if (n.domain, n.op_type) == (DOMAIN, OP_TYPE)]
     assert len(scans) == (2 if mode == "recurrent" else 0)          # two passes per natural mixer

@@ -17,7 +17,7 @@ import torch
 
 from lion_export import create_model, plugins
 from lion_export.export import export_onnx
-from lion_export.export import selective_scan as node
+from lion_export import scan_op as node
 from tensorrt_rtx_child import run_child, tensorrt_rtx_available
 
 pytestmark = pytest.mark.skipif(not tensorrt_rtx_available(), reason="needs TensorRT-RTX (tensorrt_rtx_bindings)")
@@ -56,11 +56,6 @@ def _desc(trt, dtype, dims=(2, 3, 5, 8), fmt=None):
     desc.desc = tensor
     desc.min = desc.opt = desc.max = trt.Dims(list(dims))
     return desc
-
-
-def test_plugin_names_are_the_exported_nodes():
-    assert (plugins.PLUGIN_NAME, plugins.PLUGIN_NAMESPACE) == (node.OP_TYPE, node.PLUGIN_NAMESPACE)
-    assert plugins.PLUGIN_VERSION == "1"
 
 
 def test_register_is_idempotent_and_registers_a_v3one_creator(trt, creator):
@@ -195,7 +190,7 @@ def recurrent_exports(tmp_path_factory):
     directory = tmp_path_factory.mktemp("plugin")
     torch.manual_seed(0)
     model = create_model("encoder-tiny", mask="selective", **TEXT).eval()
-    return directory, {dtype: export_onnx(model, directory / f"text_{dtype}.onnx", mode="recurrent", seq_len=12,
+    return directory, {dtype: export_onnx(model, directory / f"text_{dtype}.onnx", form="recurrent", seq_len=12,
                                           dtype=dtype) for dtype in ("fp32", "fp16")}
 
 

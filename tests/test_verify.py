@@ -159,7 +159,7 @@ def _legacy_export(model: torch.nn.Module, path, example: tuple, names: list[str
 
 @pytest.fixture(scope="module")
 def text_onnx(tmp_path_factory):
-    return export_onnx(_text_model(), tmp_path_factory.mktemp("text") / "text.onnx", mode="recurrent", seq_len=48)
+    return export_onnx(_text_model(), tmp_path_factory.mktemp("text") / "text.onnx", form="recurrent", seq_len=48)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def vision_files(tmp_path_factory):
     """A vision checkpoint and its export (position embedding on: the token count is fixed at 5)."""
     folder = tmp_path_factory.mktemp("vision")
     model = _vision_model(pos_embed=True)
-    return save_checkpoint(model, folder / "vit.pt"), export_onnx(model, folder / "vit.onnx", mode="recurrent")
+    return save_checkpoint(model, folder / "vit.pt"), export_onnx(model, folder / "vit.onnx", form="recurrent")
 
 
 def test_text_export_passes_at_three_lengths_with_padded_rows(text_onnx, tmp_path):
@@ -280,7 +280,7 @@ def test_vision_model_with_position_embedding_varies_the_batch(vision_files):
 def test_static_export_without_position_embedding_is_verified_at_its_traced_size(tmp_path):
     """A static export traced at 13 tokens (24x32) is fed 24x32 images, not the config's img_size."""
     model = _vision_model(pos_embed=False, patch_size=8)
-    path = export_onnx(model, tmp_path / "static.onnx", mode="parallel", static=True, batch=1, seq_len=13)
+    path = export_onnx(model, tmp_path / "static.onnx", form="parallel", static=True, batch=1, seq_len=13)
     report = verify_onnx(model, path, progress=False)
     assert report.passed and report.varied == "batch"
     assert [(c.seq_len, c.input_shapes["images"]) for c in report.cases] == [(13, [1, 3, 24, 32])]
@@ -291,7 +291,7 @@ def test_fp16_tolerance_is_met_by_the_tiny_models(tmp_path):
     torch.manual_seed(0)
     model = create_model("encoder-tiny", mask="selective", vocab_size=64, dim=32, depth=1, num_heads=2, max_len=80,
                          mlm_head=False).eval()          # LayerNorm'd hidden states: outputs of magnitude ~1-4
-    path = export_onnx(model, tmp_path / "fp16.onnx", mode="recurrent", dtype="fp16")
+    path = export_onnx(model, tmp_path / "fp16.onnx", form="recurrent", dtype="fp16")
     report = verify_onnx(model, path, progress=False)
     assert report.dtype == "fp16" and report.passed
     worst = max(o.max_abs_error for c in report.cases for o in c.outputs)

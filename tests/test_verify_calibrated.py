@@ -53,7 +53,7 @@ def exports(tmp_path_factory):
     def get(kind: str, mask: str, dtype: str):
         key = (kind, mask, dtype)
         if key not in made:
-            made[key] = _export(_model(kind, mask), folder / f"{kind}-{mask}-{dtype}.onnx", mode="recurrent",
+            made[key] = _export(_model(kind, mask), folder / f"{kind}-{mask}-{dtype}.onnx", form="recurrent",
                                 dtype=dtype)
         return made[key]
     return get
@@ -136,7 +136,7 @@ def test_an_off_by_one_chunk_boundary_fails(tmp_path):
     """One block (a chunked export is the slowest to trace): LION-S, where every token's decay differs."""
     model = _model("text", "selective", depth=1)
     with mock.patch.object(chunked_form, "cumsum_exclusive", _off_by_one):
-        path = _export(model, tmp_path / "chunk.onnx", mode="chunked")
+        path = _export(model, tmp_path / "chunk.onnx", form="chunked")
     report = _verify(model, path)
     assert not report.passed, report.to_dict()
 
@@ -152,7 +152,7 @@ _EXPAND = forms.expand_log_decay
 def test_fp16_without_the_fp32_decay_path_fails(tmp_path):
     model = _model("vision", "decay", depth=1)
     with mock.patch.object(forms, "expand_log_decay", _fp16_decays):
-        path = _export(model, tmp_path / "fp16.onnx", mode="parallel", dtype="fp16")
+        path = _export(model, tmp_path / "fp16.onnx", form="parallel", dtype="fp16")
     graph = onnx.load(str(path))
     assert onnx.TensorProto.FLOAT16 in {v.type.tensor_type.elem_type for v in graph.graph.output}
     report = _verify(model, path)

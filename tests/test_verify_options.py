@@ -101,7 +101,7 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("options")
     checkpoint = save_checkpoint(_model(), folder / "model.pt")
     other = save_checkpoint(_model(seed=1), folder / "other.pt")
-    exports = {dtype: export_onnx(_model(), folder / f"model-{dtype}.onnx", mode="recurrent", dtype=dtype,
+    exports = {dtype: export_onnx(_model(), folder / f"model-{dtype}.onnx", form="recurrent", dtype=dtype,
                                   chunk_size=8, seq_len=24, checkpoint_path=checkpoint) for dtype in ("fp32", "fp16")}
     return folder, checkpoint, other, exports
 

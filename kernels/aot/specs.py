@@ -17,8 +17,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-#: element types a kernel can be compiled for, in Triton's spelling
-DTYPES = ("fp32", "fp16", "bf16")
+from lion_export.dtypes import KERNEL_DTYPES
+from lion_export.scan_op import INPUTS, OUTPUTS
+
 #: the modules that define kernels, in registry order; a module that does not exist (yet) is skipped
 KERNEL_MODULES = ("scan", "chunked")
 _ROLE_ORDER = {"input": 0, "scalar": 1, "output": 2}
@@ -47,8 +48,8 @@ class KernelConfig:
     chunk_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.dtype not in KERNEL_DTYPES:
+            raise ValueError(f"dtype must be one of {KERNEL_DTYPES}, got {self.dtype!r}")
         for name, dim in (("head_dim", self.head_dim), ("head_dim_v", self.dv)):
             if not 1 <= dim <= 128:          # the range every registered kernel compiles for (the chunked one's)
                 raise ValueError(f"{name} must be in 1..128, got {dim}")
@@ -110,14 +111,16 @@ def scan_node_arguments(dtype: str, block_dv: int) -> tuple[TensorArg | ScalarAr
     """The arguments of every kernel that can back the `lion.SelectiveScan` node, in the order TensorRT's AOT path
     passes them: inputs q, k, v, log_decay (fp32); the int32 length L; outputs y and the fp32 scratch buffers
     num_scratch (B, H, L, dv) and den_scratch (B, H, ceil(dv / block_dv), L). One definition, so the scan and the
-    chunked kernel stay interchangeable behind one plugin."""
+    chunked kernel stay interchangeable behind one plugin (the node's names: lion_export.scan_op)."""
+    q, k, v, log_decay = INPUTS
+    (y,) = OUTPUTS
     return (
-        TensorArg("q", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("k", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
-        TensorArg("v", "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
-        TensorArg("log_decay", "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
+        TensorArg(q, "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
+        TensorArg(k, "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dk), "(B, H, L, dk)"),
+        TensorArg(v, "input", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg(log_decay, "input", "fp32", lambda s: (s.batch, s.heads, s.length), "(B, H, L)"),
         ScalarArg("L", lambda s: s.length, "L"),
-        TensorArg("y", "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
+        TensorArg(y, "output", dtype, lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
         TensorArg("num_scratch", "output", "fp32", lambda s: (s.batch, s.heads, s.length, s.dv), "(B, H, L, dv)"),
         TensorArg("den_scratch", "output", "fp32",
                   lambda s: (s.batch, s.heads, dv_tiles(s.dv, block_dv), s.length),

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_bytes_atomically
+from ..dtypes import GRAPH_DTYPES
+from ..forms import FORMS
 
-MODES = ("parallel", "chunked", "recurrent")
-BACKENDS = ("eager", "onnxruntime", "tensorrt")
-DTYPES = ("fp32", "fp16")
+#: where a series runs (`--backends`): eager PyTorch, onnxruntime on the exported graph, a TensorRT engine
+RUNTIMES = ("eager", "onnxruntime", "tensorrt")
 SOFTMAX = "softmax"
 # bytes per (B, H, L, L) element that a quadratic form holds at its peak: measured, the softmax graph in
 # onnxruntime peaked at ~8 fp32 L x L matrices (17 GB at L = 16384, 2 heads); the fp32 decay matrices of an fp16
@@ -43,8 +44,8 @@ class BenchRequest:
     """Everything `lion-export bench` takes; validated by `check`."""
 
     checkpoint: Path
-    modes: tuple[str, ...] = MODES
-    backends: tuple[str, ...] = ("eager", "onnxruntime", "tensorrt")
+    forms: tuple[str, ...] = FORMS
+    backends: tuple[str, ...] = RUNTIMES
     seq_lens: tuple[int, ...] = (256, 1024, 4096, 16384)
     batch: int = 1
     dtype: str = "fp32"
@@ -58,13 +59,13 @@ class BenchRequest:
     softmax_baseline: bool = True
 
     def check(self) -> None:
-        for name, values, valid in (("--modes", self.modes, MODES), ("--backends", self.backends, BACKENDS)):
+        for name, values, valid in (("--modes", self.forms, FORMS), ("--backends", self.backends, RUNTIMES)):
             unknown = [v for v in values if v not in valid]
             if not values or unknown:
                 raise BenchError(f"{name}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
                                  f"choose from {', '.join(valid)}")
-        if self.dtype not in DTYPES:
-            raise BenchError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in GRAPH_DTYPES:
+            raise BenchError(f"--dtype must be one of {', '.join(GRAPH_DTYPES)}, got {self.dtype!r}")
         if not self.seq_lens or any(n < 2 for n in self.seq_lens):
             raise BenchError(f"--seq-lens must be integers >= 2, got {list(self.seq_lens)}")
         for name in ("batch", "threads", "chunk_size", "repeats"):
@@ -78,11 +79,11 @@ class BenchRequest:
 
 @dataclass
 class Series:
-    """One line of the plot: a mode of the LION model (or the softmax twin) on one backend."""
+    """One line of the plot: a form of the LION model (or the softmax twin) on one backend."""
 
     series: str           # "chunked/onnxruntime", "softmax/eager", ...
     model: str            # "lion" | "softmax"
-    mode: str
+    form: str
     backend: str
     skipped: str | None = None
     graph: str | None = None
@@ -90,7 +91,7 @@ class Series:
 
 
 def _plan(request: BenchRequest) -> list[Series]:
-    plan = [Series(f"{mode}/{backend}", "lion", mode, backend) for mode in request.modes for backend in request.backends]
+    plan = [Series(f"{form}/{backend}", "lion", form, backend) for form in request.forms for backend in request.backends]
     if request.softmax_baseline:
         plan += [Series(f"{SOFTMAX}/{backend}", SOFTMAX, "parallel", backend) for backend in request.backends]
     return plan
@@ -149,7 +150,7 @@ def _available_bytes() -> int | None:
 
 def _quadratic_estimate(config, series: Series, length: int, request: BenchRequest) -> int:
     """Bytes of the (B, H, L, L) matrices a quadratic form (parallel, softmax) holds at once; 0 for the others."""
-    if series.mode != "parallel":
+    if series.form != "parallel":
         return 0
     return request.batch * config.num_heads * length * length * _QUADRATIC_BYTES[request.dtype]
 
@@ -159,10 +160,10 @@ def _export_graph(model, series: Series, request: BenchRequest, folder: Path, gr
     from .baseline import softmax_twin
 
     source = softmax_twin(model) if series.model == SOFTMAX else model
-    key = f"{series.model}_{series.mode}"
+    key = f"{series.model}_{series.form}"
     path = Path(graphs[key]) if key in graphs else folder / f"{key}.onnx"
     if not path.exists():
-        export_onnx(source, path, mode=series.mode, chunk_size=request.chunk_size, dtype=request.dtype, batch=2)
+        export_onnx(source, path, form=series.form, chunk_size=request.chunk_size, dtype=request.dtype, batch=2)
     if series.backend == "tensorrt":
         from ..engine.build import build_engine
 
@@ -235,7 +236,7 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
             for length in request.seq_lens:
                 report(f"{series.series} L={length}", done, total)
                 done += 1
-                point: dict[str, Any] = {"series": series.series, "model": series.model, "mode": series.mode,
+                point: dict[str, Any] = {"series": series.series, "model": series.model, "mode": series.form,
                                          "backend": series.backend, "seq_len": length}
                 problem = series.skipped or _length_problem(config, length)
                 needed, available = _quadratic_estimate(config, series, length, request), _available_bytes()
@@ -253,7 +254,7 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
                             point.update(status="error", reason=series.skipped)
                             series.points.append(point)
                             continue
-                    spec = {"checkpoint": str(worker_checkpoint), "series": series.model, "mode": series.mode, "backend": series.backend,
+                    spec = {"checkpoint": str(worker_checkpoint), "series": series.model, "form": series.form, "backend": series.backend,
                             "graph": series.graph, "inputs": describe_inputs(config, length, request.batch), "batch": request.batch,
                             "dtype": request.dtype, "threads": request.threads, "chunk_size": request.chunk_size,
                             "warmup": request.warmup, "repeats": request.repeats, "budget_s": request.budget_s}
@@ -274,4 +275,4 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
     return document
 
 
-__all__ = ["MODES", "BACKENDS", "DTYPES", "BenchError", "BenchRequest", "run_bench"]
+__all__ = ["RUNTIMES", "BenchError", "BenchRequest", "run_bench"]

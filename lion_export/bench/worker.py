@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import numpy_dtype
 from .memory import reset_peak_rss, status_kib
 
 MIB = 2**20
@@ -35,7 +36,7 @@ def make_feed(inputs: dict[str, Any], dtype: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     if inputs["kind"] == "vision":
         images = rng.standard_normal(inputs["shape"])
-        return {"images": images.astype(np.float16 if dtype == "fp16" else np.float32)}
+        return {"images": images.astype(numpy_dtype(dtype))}
     shape = tuple(inputs["shape"])
     return {"input_ids": rng.integers(0, inputs["vocab_size"], shape).astype(np.int64),
             "attention_mask": np.ones(shape, dtype=np.int64)}
@@ -49,7 +50,7 @@ def _load_model(spec: dict[str, Any]):
     model = load_checkpoint(spec["checkpoint"])          # the parent's lion-export copy: no pickles, no options
     if spec["series"] == "softmax":
         return softmax_twin(model)
-    return set_form(model, spec["mode"], spec["chunk_size"])
+    return set_form(model, spec["form"], spec["chunk_size"])
 
 
 def _eager_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Callable[[], Any], str, Any]:

@@ -186,7 +186,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
               PLUGIN_LABEL if options.aot_kernels is None else AOT_LABEL)
     report = BuildReport(
         backend=backend.edition, version=backend.version, onnx=str(graph.path), engine=str(engine_path),
-        mode=graph.mode, dtype=graph.dtype, plugin=plugin, scan_nodes=graph.scan_nodes,
+        mode=graph.form, dtype=graph.dtype, plugin=plugin, scan_nodes=graph.scan_nodes,
         network_layers=network.num_layers, plugin_layers=plugin_layers, layers_by_type=dict(layers.most_common()),
         profiles={p.name: p.to_dict() for p in profiles}, arch=arch, engine_bytes=serialized.nbytes,
         parse_seconds=round(parse_seconds, 3), build_seconds=round(build_seconds, 3),

@@ -5,12 +5,14 @@ to a plugin, by aborting the process), so `build` checks here first: the file is
 lion-export's metadata (profiles are read from it), and every `lion.SelectiveScan` node has the inputs, outputs and
 attributes the plugin and the local function take. It also makes the graph that `--no-plugin` parses: the same file
 without the `plugin_namespace` attribute, so the parser inlines the local function even in a process where the
-plugin is registered (TENSORRT-NOTES.md, "How the ONNX parser binds a custom node").
+plugin is registered (the parser binds a custom node to a plugin only when the node names a plugin namespace).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..scan_op import DOMAIN, EPS, INPUTS, NORMALIZE, OP_TYPE, OUTPUTS, PLUGIN_NAMESPACE_ATTRIBUTE, is_scan_op
 
 
 class GraphFileError(ValueError):
@@ -26,8 +28,10 @@ class LionGraph:
     metadata: dict
 
     @property
-    def mode(self) -> str:
-        return str(self.metadata.get("mode", "?"))
+    def form(self) -> str:
+        from ..graph_summary import FORM_KEY
+
+        return str(self.metadata.get(FORM_KEY, "?"))
 
     @property
     def dtype(self) -> str:
@@ -36,34 +40,28 @@ class LionGraph:
     @property
     def scan_nodes(self) -> int:
         """lion.SelectiveScan nodes: one per mixer in a recurrent export, none otherwise."""
-        from ..export.selective_scan import DOMAIN, OP_TYPE
-
-        return sum(1 for n in self.model.graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE)
+        return sum(1 for n in self.model.graph.node if is_scan_op(n.domain, n.op_type))
 
     def without_plugin_binding(self) -> bytes:
         """The serialized model with `plugin_namespace` dropped from the custom nodes and their local function."""
         import onnx
 
-        from ..export.selective_scan import DOMAIN
-
         model = onnx.ModelProto()
         model.CopyFrom(self.model)
         for node in model.graph.node:
             if node.domain == DOMAIN:
-                kept = [a for a in node.attribute if a.name != "plugin_namespace"]
+                kept = [a for a in node.attribute if a.name != PLUGIN_NAMESPACE_ATTRIBUTE]
                 del node.attribute[:]
                 node.attribute.extend(kept)
         for function in model.functions:
             if function.domain == DOMAIN:
-                kept = [a for a in function.attribute_proto if a.name != "plugin_namespace"]
+                kept = [a for a in function.attribute_proto if a.name != PLUGIN_NAMESPACE_ATTRIBUTE]
                 del function.attribute_proto[:]
                 function.attribute_proto.extend(kept)
         return model.SerializeToString()
 
 
 def _check_scan_nodes(model, path: Path) -> None:
-    from ..export.selective_scan import DOMAIN, INPUTS, OP_TYPE, OUTPUTS
-
     functions = {(f.domain, f.name) for f in model.functions}
     for node in model.graph.node:
         if node.domain != DOMAIN:
@@ -76,7 +74,7 @@ def _check_scan_nodes(model, path: Path) -> None:
                                  f"{len(INPUTS)} ({', '.join(INPUTS)})")
         if len(node.output) != len(OUTPUTS):
             raise GraphFileError(f"{label} has {len(node.output)} outputs; {OP_TYPE} has {len(OUTPUTS)}")
-        missing = {"normalize", "eps"} - {a.name for a in node.attribute}
+        missing = {NORMALIZE, EPS} - {a.name for a in node.attribute}
         if missing:
             raise GraphFileError(f"{label} lacks the attribute(s) {sorted(missing)}")
         if (DOMAIN, OP_TYPE) not in functions:

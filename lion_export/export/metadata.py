@@ -1,6 +1,6 @@
 """metadata_props of an exported file: enough to tell, from the .onnx alone, what it is and where it came from.
 
-Keys (values are strings; JSON for the config): lion_export_version, mode, chunk_size, dtype, opset, variants
+Keys (values are strings; JSON for the config): lion_export_version, mode (the form), chunk_size, dtype, opset, variants
 (display names, comma separated), model_config (the model's config JSON, form included), trace_batch,
 trace_seq_len, checkpoint_sha256 (only when exported from a checkpoint file). `lion-export inspect` shows them
 and `verify` reads mode / chunk_size / trace_seq_len to choose its test lengths.
@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import __version__
 from ..models import LionAttention
+from ..graph_summary import FORM_KEY
 from ..variants import get_variant
 
 
@@ -25,12 +26,12 @@ def model_variants(model: nn.Module) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def export_metadata(model: nn.Module, *, mode: str, chunk_size: int, dtype: str, opset: int, batch: int,
+def export_metadata(model: nn.Module, *, form: str, chunk_size: int, dtype: str, opset: int, batch: int,
                     seq_len: int, checkpoint_sha256: str | None) -> dict[str, str]:
     config = getattr(model, "config", None)
     meta = {
         "lion_export_version": __version__,
-        "mode": mode,
+        FORM_KEY: form,
         "chunk_size": str(chunk_size),
         "dtype": dtype,
         "opset": str(opset),

@@ -34,16 +34,16 @@ import torch
 from torch import nn
 
 from ..checkpoints import checkpoint_sha256
+from ..dtypes import GRAPH_DTYPES, torch_dtype
 from ..forms import FORMS
 from ..models import LionAttention, set_form
+from ..scan_op import DOMAIN, OP_TYPE
 from .metadata import export_metadata, set_metadata
 from .opsets import MIN_OPSET, resolve_opset
 from .block_stack import traced_with_repeated_blocks
-from .selective_scan import DOMAIN, OP_TYPE, attach_selective_scan_function, route_recurrent_to_selective_scan
+from .selective_scan import attach_selective_scan_function, route_recurrent_to_selective_scan
 from .signature import GraphSignature, graph_signature
 
-MODES = FORMS
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # protobuf cannot serialise a message of 2 GiB or more; beyond this the weights go to one external data file
 PROTOBUF_LIMIT_BYTES = 2**31 - 64 * 2**20
 _TRACED = "traced.onnx"
@@ -58,13 +58,13 @@ class ExportError(ValueError):
     """An export that cannot be done as asked; the message is one line and says what to change."""
 
 
-def _check_request(mode: str, chunk_size: int, dtype: str) -> None:
-    if mode not in MODES:
-        raise ExportError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+def _check_request(form: str, chunk_size: int, dtype: str) -> None:
+    if form not in FORMS:
+        raise ExportError(f"unknown form {form!r}; valid: {', '.join(FORMS)}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ExportError(f"chunk size must be a positive integer, got {chunk_size!r}")
-    if dtype not in DTYPES:
-        raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if dtype not in GRAPH_DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(GRAPH_DTYPES)}")
 
 
 def _check_target(path: Path) -> None:
@@ -97,12 +97,12 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _prepare(model: nn.Module, mode: str, chunk_size: int, dtype: str) -> nn.Module:
-    work = copy.deepcopy(model).eval().to(DTYPES[dtype])
-    return set_form(work, mode, chunk_size)
+def _prepare(model: nn.Module, form: str, chunk_size: int, dtype: str) -> nn.Module:
+    work = copy.deepcopy(model).eval().to(torch_dtype(dtype))
+    return set_form(work, form, chunk_size)
 
 
-def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path,
+def _trace(model: nn.Module, signature: GraphSignature, form: str, staging: Path,
            report: Progress) -> onnx.ModelProto:
     """Trace at TRACE_OPSET and return the graph, its weights left in an external data file in `staging`.
 
@@ -120,7 +120,7 @@ def _trace(model: nn.Module, signature: GraphSignature, mode: str, staging: Path
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_exporter())
         stack.enter_context(torch.no_grad())
-        if mode == "recurrent":
+        if form == "recurrent":
             stack.enter_context(route_recurrent_to_selective_scan())
         program = traced_with_repeated_blocks(model, export, report)
         program.save(staging / _TRACED, external_data=True)
@@ -156,8 +156,8 @@ def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None
                 entry.dim_value = dim
 
 
-def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, mode: str) -> None:
-    if mode == "recurrent":
+def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, form: str) -> None:
+    if form == "recurrent":
         scans = [node for node in proto.graph.node if node.op_type == OP_TYPE and node.domain == DOMAIN]
         passes = _pass_count(model)
         if len(scans) != passes:
@@ -207,13 +207,13 @@ def _write_checked(proto: onnx.ModelProto, staging: Path, path: Path) -> None:
     os.replace(staged, path)
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunked", chunk_size: int = 64,
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, form: str = "chunked", chunk_size: int = 64,
                 dtype: str = "fp32", opset: int | None = None, static: bool = False, batch: int = 2,
                 seq_len: int | None = None, checkpoint_path: str | os.PathLike | None = None,
                 progress: Progress | None = None) -> Path:
     """Export a LION model (from create_model / load_checkpoint) to one .onnx file at `path`; returns the path.
 
-    mode: "chunked" (standard ops), "recurrent" (lion.SelectiveScan nodes + their local function) or "parallel".
+    form: "chunked" (standard ops), "recurrent" (lion.SelectiveScan nodes + their local function) or "parallel".
     dtype: "fp32" or "fp16" (graph inputs/outputs fp16; LION mixers compute in fp32 inside).
     opset: standard-domain opset, default DEFAULT_OPSET (see opsets.py). static: fix batch / sequence axes to
     the example's; otherwise they are dynamic. batch, seq_len: the example traced (text models; a vision
@@ -221,7 +221,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     progress: called with a short description at the start of each step.
     Bad requests raise ExportError / ValueError before anything is written; a failure never leaves a file.
     """
-    _check_request(mode, chunk_size, dtype)
+    _check_request(form, chunk_size, dtype)
     opset = resolve_opset(opset)
     path = Path(path)
     _check_target(path)
@@ -230,20 +230,20 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
 
     # bad input (batch / seq_len, an unwritable target) is found before the first progress report, so that it
     # prints one line: the signature validates the example's sizes
-    signature = graph_signature(model, batch=batch, seq_len=seq_len, dtype=DTYPES[dtype], static=static)
+    signature = graph_signature(model, batch=batch, seq_len=seq_len, dtype=torch_dtype(dtype), static=static)
     # everything is written in a temp directory beside `path` (same file system: the final renames are atomic)
     try:
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as error:        # e.g. /proc, a read-only mount that os.access does not see as such
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     try:
-        report(f"preparing the {mode} form ({dtype})")
-        work = _prepare(model, mode, chunk_size, dtype)
-        proto = _trace(work, signature, mode, staging, report)
+        report(f"preparing the {form} form ({dtype})")
+        work = _prepare(model, form, chunk_size, dtype)
+        proto = _trace(work, signature, form, staging, report)
         report(f"converting to opset {opset}" if opset != TRACE_OPSET else "finishing the graph")
         proto = _convert_opset(proto, opset)
-        _finish_graph(proto, work, signature, mode)
-        set_metadata(proto, export_metadata(work, mode=mode, chunk_size=chunk_size, dtype=dtype, opset=opset,
+        _finish_graph(proto, work, signature, form)
+        set_metadata(proto, export_metadata(work, form=form, chunk_size=chunk_size, dtype=dtype, opset=opset,
                                             batch=batch, seq_len=signature.seq_len, checkpoint_sha256=sha256))
         report(f"checking and writing {path.name}")
         _write_checked(proto, staging, path)
@@ -252,4 +252,4 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, mode: str = "chunk
     return path
 
 
-__all__ = ["MODES", "DTYPES", "ExportError", "export_onnx", "PROTOBUF_LIMIT_BYTES"]
+__all__ = ["ExportError", "export_onnx", "PROTOBUF_LIMIT_BYTES"]

@@ -1,10 +1,10 @@
 """`lion.SelectiveScan`: the recurrent form of one LION mixer as ONE custom ONNX node, from one definition.
 
 The node (domain "lion", inputs q, k, v, log_decay; attributes normalize, eps, plugin_namespace) is what
-TensorRT's ONNX parser binds to the `lion::SelectiveScan` plugin (the `plugin_namespace` attribute asks for it,
-TENSORRT-NOTES.md "How the ONNX parser binds a custom node"). Everywhere else (onnxruntime, the ONNX reference
-evaluator, TensorRT without the plugin) the model-local FunctionProto of the same name and domain runs instead;
-its body is the bidirectional recurrence of LION-REFERENCE.md in standard ops:
+TensorRT's ONNX parser binds to the `lion::SelectiveScan` plugin (the `plugin_namespace` attribute asks for it).
+Everywhere else (onnxruntime, the ONNX reference evaluator, TensorRT without the plugin) the model-local
+FunctionProto of the same name and domain runs instead; its body is the bidirectional recurrence (docs/maths.md,
+the recurrent form) in standard ops:
 
     forward : S_i = lambda_{i-1} S_{i-1} + k_i v_i^T,   z_i = lambda_{i-1} z_{i-1} + k_i
     backward: the same sweep on the sequence flipped along L (so lambda_{i+1} becomes "the previous token's")
@@ -19,7 +19,7 @@ reverse scans nor other scan axes, hence the flips and the sequence-major layout
 The torch side of the same definition, `selective_scan_node`, emits the node (torch.onnx.ops.symbolic: an ONNX
 node straight from the traced graph, with no torch op to register or translation table to keep) while
 torch.onnx.export traces a model inside `route_recurrent_to_selective_scan()`; `selective_scan_function(opset)`
-builds its function body. Op type, domain, inputs and attribute defaults are the constants below, nowhere else.
+builds its function body. Op type, domain, inputs and attribute defaults come from lion_export.scan_op.
 """
 from __future__ import annotations
 
@@ -32,21 +32,10 @@ import torch
 from onnx import TensorProto, helper
 
 from ..forms import override_form
+from ..scan_op import (DEFAULT_EPS, DEFAULT_NORMALIZE, DOMAIN, DOMAIN_VERSION, EPS, INPUTS, NORMALIZE, OP_TYPE,
+                       OUTPUTS, PLUGIN_NAMESPACE, PLUGIN_NAMESPACE_ATTRIBUTE, node_attributes)
 
-DOMAIN = "lion"
-OP_TYPE = "SelectiveScan"
-DOMAIN_VERSION = 1
-PLUGIN_NAMESPACE = "lion"
-INPUTS = ("q", "k", "v", "log_decay")
-OUTPUTS = ("y",)
-DEFAULT_NORMALIZE = 1
-DEFAULT_EPS = 1e-6
 BLOCK = 16            # tokens per Scan step of the local function (see selective_scan_function)
-
-
-def node_attributes(normalize: bool, eps: float) -> dict[str, int | float | str]:
-    """Every attribute, always written on the node (TensorRT's parser only warns about a missing one)."""
-    return {"normalize": int(bool(normalize)), "eps": float(eps), "plugin_namespace": PLUGIN_NAMESPACE}
 
 
 def selective_scan_node(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor, *,
@@ -199,17 +188,17 @@ def selective_scan_function(opset: int) -> onnx.FunctionProto:
     dv = body.op("Shape", vf, start=3)
     num = body.op("Slice", total, body.ints(0), dv, last)
     den = body.op("Slice", total, dv, body.ints(2 ** 62), last)
-    divisor = body.op("Where", body.op("Cast", body.attribute("value_int", "normalize"), to=TensorProto.BOOL),
-                      body.op("Add", den, body.attribute("value_float", "eps")),
+    divisor = body.op("Where", body.op("Cast", body.attribute("value_int", NORMALIZE), to=TensorProto.BOOL),
+                      body.op("Add", den, body.attribute("value_float", EPS)),
                       body.op("Constant", value_float=1.0))
     body.nodes.append(helper.make_node("CastLike", [body.op("Div", num, divisor), "v"], list(OUTPUTS)))
 
-    defaults = [helper.make_attribute("normalize", DEFAULT_NORMALIZE),
-                helper.make_attribute("eps", DEFAULT_EPS),
-                helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE)]
+    defaults = [helper.make_attribute(NORMALIZE, DEFAULT_NORMALIZE),
+                helper.make_attribute(EPS, DEFAULT_EPS),
+                helper.make_attribute(PLUGIN_NAMESPACE_ATTRIBUTE, PLUGIN_NAMESPACE)]
     return helper.make_function(DOMAIN, OP_TYPE, list(INPUTS), list(OUTPUTS), body.nodes,
                                 [helper.make_opsetid("", opset)], attribute_protos=defaults,
-                                doc_string="LION bidirectional recurrence (LION-REFERENCE.md, recurrent form)")
+                                doc_string="LION bidirectional recurrence (docs/maths.md, the recurrent form)")
 
 
 def attach_selective_scan_function(model: onnx.ModelProto) -> None:
@@ -222,6 +211,5 @@ def attach_selective_scan_function(model: onnx.ModelProto) -> None:
         model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
 
 
-__all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "INPUTS", "OUTPUTS", "node_attributes",
-           "selective_scan_node", "route_recurrent_to_selective_scan", "selective_scan_function",
+__all__ = ["selective_scan_node", "route_recurrent_to_selective_scan", "selective_scan_function",
            "attach_selective_scan_function"]

@@ -18,7 +18,7 @@ from .parallel import parallel_attention
 from .recurrent import recurrent_attention
 
 FORMS = ("parallel", "chunked", "recurrent")
-BACKENDS = ("auto", "torch", "triton")
+ATTENTION_BACKENDS = ("auto", "torch", "triton")
 
 FormOverride = Callable[..., torch.Tensor]
 _form_overrides: dict[str, FormOverride] = {}
@@ -49,8 +49,8 @@ def _use_triton(form: str, backend: str, q: torch.Tensor, needs_grad: bool) -> b
     """auto: the fused kernels for CUDA tensors, except where they cannot serve: the scan kernel (recurrent form)
     is forward-only, so a recurrent call that needs gradients, or any fp64 call, stays in PyTorch.
     backend="triton" forces the kernels (CPU tensors too, under TRITON_INTERPRET=1)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
     if form == "parallel" or backend == "torch":
         if backend == "triton":
             raise ValueError("backend='triton' has kernels for the 'chunked' and 'recurrent' forms only")
@@ -111,4 +111,4 @@ def lion_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay:
     return out.to(out_dtype)
 
 
-__all__ = ["FORMS", "BACKENDS", "lion_attention", "override_form"]
+__all__ = ["FORMS", "ATTENTION_BACKENDS", "lion_attention", "override_form"]

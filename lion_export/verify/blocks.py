@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..dtypes import torch_dtype
 from .calibration import calibrated_tolerance
 from .compare import OutputComparison, compare_output
 from .tolerances import ToleranceRequest, tolerance_for
@@ -116,7 +117,7 @@ def per_block(model: nn.Module, onnx_path: str | Path, feed: dict[str, np.ndarra
     expected = _eager_stages(model, tensors, torch.float64, lambda m: set_form(m, "parallel"))
     eager = None
     if method == "calibrated":
-        eager = _eager_stages(model, tensors, {"fp32": torch.float32, "fp16": torch.float16}[dtype],
+        eager = _eager_stages(model, tensors, torch_dtype(dtype),
                               lambda m: set_form(m, form, chunk_size))
     mask = feed.get("attention_mask")
     rows = []

@@ -26,8 +26,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..dtypes import torch_dtype
 from ..forms import FORMS
-from ..graph_summary import load_onnx_model, metadata
+from ..graph_summary import FORM_KEY, load_onnx_model, metadata
 from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
 from .artefacts import artefact_kind, file_runner
@@ -44,7 +45,6 @@ from .torch_runner import TorchRunner
 # A float64 parallel reference materialises (B, H, L, L) score matrices; beyond this budget it runs in float32.
 FLOAT64_BUDGET_BYTES = 2 * 2**30
 SEED = 0
-DTYPES_TORCH = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 @dataclass
@@ -418,12 +418,12 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
         method = "fixed"
     input_names = [s.name for s in graph.specs]
     calibration = None
-    form = graph.meta.get("mode") if graph.meta.get("mode") in FORMS else "parallel"
+    form = graph.meta.get(FORM_KEY) if graph.meta.get(FORM_KEY) in FORMS else "parallel"
     if method == "calibrated":
         chunk = _meta_int(graph.meta, "chunk_size") or config.chunk_size
-        calibration = TorchRunner(model, input_names, graph.output_names, compute_dtype=DTYPES_TORCH[dtype],
+        calibration = TorchRunner(model, input_names, graph.output_names, compute_dtype=torch_dtype(dtype),
                                   prepare=lambda m: _set_form(m, form, chunk))
-    mode = graph.meta.get("mode") if isinstance(graph.meta.get("mode"), str) else None
+    mode = graph.meta.get(FORM_KEY) if isinstance(graph.meta.get(FORM_KEY), str) else None
     report = VerificationReport(
         artefact=str(onnx_path), mode=mode, dtype=dtype, reference=", parallel form", actual="",
         tolerance_method=method, error_stat=error_stat, varied=varied, notes=notes,
@@ -499,7 +499,7 @@ def verify_files(reference_path: str | Path, actual_path: str | Path, *, seq_len
     varied, cases, notes = _cases(config, specs, described.meta, seq_lens, batch, inputs)
     notes.append(f"file against file: the fixed {dtype} table applies (no model to calibrate against)")
     report = VerificationReport(
-        artefact=str(actual_path), mode=second.meta.get("mode") if isinstance(second.meta.get("mode"), str)
+        artefact=str(actual_path), mode=second.meta.get(FORM_KEY) if isinstance(second.meta.get(FORM_KEY), str)
         else None, dtype=dtype, reference=f", {first.path.name}", actual="", tolerance_method="fixed",
         error_stat=error_stat, varied=varied, notes=notes, reference_artefact=str(reference_path))
     sides = _Sides(file_runner(reference_path, providers=provider_names, optimization=optimization),

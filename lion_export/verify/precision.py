@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..scan_op import LOG_DECAY_INPUT, is_scan_op
+
 DECAY_OPS = ("CumSum", "Exp")
-SCAN = ("lion", "SelectiveScan", 3)      # domain, op type, index of the log_decay input
 
 
 def fp16_decay_nodes(onnx_path: str | Path) -> list[str]:
@@ -28,8 +29,8 @@ def fp16_decay_nodes(onnx_path: str | Path) -> list[str]:
     for node in inferred.graph.node:
         if node.domain in ("", "ai.onnx") and node.op_type in DECAY_OPS:
             watched = node.input[0]
-        elif (node.domain, node.op_type) == SCAN[:2] and len(node.input) > SCAN[2]:
-            watched = node.input[SCAN[2]]
+        elif is_scan_op(node.domain, node.op_type) and len(node.input) > LOG_DECAY_INPUT:
+            watched = node.input[LOG_DECAY_INPUT]
         else:
             continue
         if types.get(watched) == onnx.TensorProto.FLOAT16:
