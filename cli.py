@@ -266,6 +266,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     """
     from rich.console import Console
 
+    from lion_export.artefacts import ENGINE_SUFFIX, ONNX_SUFFIX
     from lion_export.checkpoints import CheckpointError
     from lion_export.dtypes import GRAPH_DTYPES as DTYPES
     from lion_export.export import ExportError, export_onnx, resolve_opset
@@ -284,8 +285,8 @@ def export_command(checkpoint: Path, mode: str, chunk_size: str, output: Path | 
     chunk = _positive_int("--chunk-size", chunk_size)
     batch_size = _positive_int("--batch", batch)
     length = _positive_int("--seq-len", seq_len)
-    output = checkpoint.with_suffix(".onnx") if output is None else output
-    engine = None if engine_path is None else (Path(engine_path) if engine_path else output.with_suffix(".engine"))
+    output = checkpoint.with_suffix(ONNX_SUFFIX) if output is None else output
+    engine = None if engine_path is None else (Path(engine_path) if engine_path else output.with_suffix(ENGINE_SUFFIX))
     if engine is not None:
         _check_engine_target(engine)
     console = Console(stderr=True, quiet=quiet or as_json)
@@ -374,7 +375,7 @@ def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: s
     lion-export verify model.fp32.onnx model.fp16.onnx # two files on the same inputs, the first the reference
     """
     from lion_export.verify import verify_files, verify_onnx
-    from lion_export.verify.artefacts import artefact_kind
+    from lion_export.artefacts import artefact_kind
     from lion_export.verify.onnxruntime_runner import OPTIMIZATION_LEVELS
 
     lengths = _parse_seq_lens(seq_lens)
@@ -408,9 +409,6 @@ def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: s
             return verify_files(first, second, **options)
     _verify_and_report(check, checked, report_path, quiet, debug, quiet_line="parity {verdict}: {file}",
                        as_json=as_json)
-
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def _check_engine_target(path: Path) -> None:
@@ -489,6 +487,7 @@ def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_l
     lion-export build model.onnx                                  # -> model.engine + model.build.json
     lion-export build model.onnx --seq-len 1,512,4096 --arch sm_89
     """
+    from lion_export.artefacts import ENGINE_SUFFIX
     from lion_export.engine.build import BuildOptions
     from lion_export.engine.profiles import ProfileError, ProfileOptions, parse_image_sizes, parse_range
 
@@ -502,7 +501,7 @@ def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_l
     options = BuildOptions(profiles=profiles, arch=arch, use_plugin=not no_plugin,
                            aot_kernels=tuple(kernel_dirs) if aot else None, workspace_mib=_positive_int("--workspace", workspace), timing_cache=timing_cache,
                            report_path=report_path)
-    _build_and_report(onnx_file, onnx_file.with_suffix(".engine") if output is None else output, options, quiet,
+    _build_and_report(onnx_file, onnx_file.with_suffix(ENGINE_SUFFIX) if output is None else output, options, quiet,
                       debug)
 
 
@@ -589,9 +588,10 @@ def inspect_command(onnx_file: Path, as_json: bool, debug: bool) -> None:
     TensorRT engine (.engine / .plan / .trt), what its header says (no GPU needed) and its build report."""
     import json
 
+    from lion_export.artefacts import artefact_kind
     from lion_export.graph_summary import OnnxFileError, print_summary, summarize
 
-    if onnx_file.suffix.lower() in ENGINE_SUFFIXES:
+    if artefact_kind(onnx_file) == "engine":
         _inspect_engine(onnx_file, as_json, debug)
         return
     try:

@@ -72,7 +72,8 @@ import torch
 import triton
 import triton.language as tl
 
-from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg, dv_tiles, padded_head_dim
+from lion_export.kernels.aot.specs import (KernelConfig, KernelSpec, ProblemShape, ScalarArg, TensorArg, dv_tiles,
+                                          padded_head_dim)
 
 #: head dims the kernels take (padded to a power of two >= 16 inside, masked)
 MAX_HEAD_DIM = 128

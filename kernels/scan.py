@@ -36,7 +36,8 @@ import triton
 import triton.language as tl
 
 from lion_export.dtypes import KERNEL_DTYPES, torch_dtype
-from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim, scan_node_arguments
+from lion_export.kernels.aot.specs import (KernelConfig, KernelSpec, ProblemShape, dv_tiles, padded_head_dim,
+                                          scan_node_arguments)
 from lion_export.kernels.launch_inputs import check_kernel_inputs
 
 #: widest dv tile one program holds: a 128 x 32 fp32 state is 32 registers per thread at 4 warps

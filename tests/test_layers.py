@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lion_export"
 CORE = ("lion_export.variants", "lion_export.forms", "lion_export.models", "lion_export.checkpoints",
-        "lion_export.kernels", "lion_export.scan_op", "lion_export.dtypes")
+        "lion_export.kernels", "lion_export.scan_op", "lion_export.dtypes", "lion_export.artefacts")
 UPPER = ("lion_export.export", "lion_export.verify", "lion_export.engine", "lion_export.bench", "lion_export.cli",
          "lion_export.plugins", "lion_export.graph_summary")
 GRAPH_LIBRARIES = ("onnx", "onnxruntime", "onnxscript", "onnx_ir", "tensorrt", "tensorrt_rtx_bindings",

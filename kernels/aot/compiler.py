@@ -31,8 +31,8 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
 from lion_export.kernels.aot.specs import KernelConfig, KernelSpec, ProblemShape, kernel_specs
-from lion_export.kernels.aot.cuda_targets import (DEFAULT_PTX_VERSION, DEFAULT_SHARED_MEM, WARP_SIZE, Target, check_ptx_version,
-                      target as lookup_target)
+from lion_export.kernels.aot.cuda_targets import (DEFAULT_PTX_VERSION, DEFAULT_SHARED_MEM, WARP_SIZE, Target,
+                                                  check_ptx_version, target as lookup_target)
 
 #: pointers of every tensor argument are promised 16-byte aligned (TensorRT and torch allocate at >= 256 bytes),
 #: which lets Triton vectorise loads; a launcher must honour it

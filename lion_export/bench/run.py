@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artefacts import ENGINE_SUFFIX
 from ..atomic import write_bytes_atomically
 from ..dtypes import GRAPH_DTYPES
 from ..forms import FORMS
@@ -167,7 +168,7 @@ def _export_graph(model, series: Series, request: BenchRequest, folder: Path, gr
     if series.backend == "tensorrt":
         from ..engine.build import build_engine
 
-        engine = path.with_suffix(".engine")
+        engine = path.with_suffix(ENGINE_SUFFIX)
         if not engine.exists():
             build_engine(path, engine)
         return str(engine)

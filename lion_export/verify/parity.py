@@ -26,12 +26,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..artefacts import artefact_kind
 from ..dtypes import torch_dtype
 from ..forms import FORMS
 from ..graph_summary import FORM_KEY, load_onnx_model, metadata
 from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
-from .artefacts import artefact_kind, file_runner
+from .file_runners import file_runner
 from .calibration import calibrated_tolerance
 from .compare import ERROR_STATS, compare_outputs, failed_comparison
 from .case_inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens,

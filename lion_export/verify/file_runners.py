@@ -1,27 +1,19 @@
-"""What a path given to `verify` is, and the runner that runs it: one small factory keyed by file kind.
+"""The runner of a file given to `verify`: one small factory keyed by the file's kind (lion_export.artefacts).
 
-A checkpoint (.pt / .pth / .safetensors / any other suffix) is a model, run in eager PyTorch by parity.py itself; an .onnx file runs
-in onnxruntime; a TensorRT engine (.engine / .plan) runs in `lion_export.engine.runner.TensorRTRunner`, imported
-only when an engine is given (TensorRT support is optional and needs a GPU: without it the error is one line).
+A checkpoint is a model, run in eager PyTorch by parity.py itself; an .onnx file runs in onnxruntime; a TensorRT
+engine runs in `lion_export.engine.runner.TensorRTRunner`, imported only when an engine is given (TensorRT support
+is optional and needs a GPU: without it the error is one line).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..artefacts import artefact_kind
 from .runner import Runner
-
-KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".safetensors": "checkpoint", ".onnx": "onnx",
-         ".engine": "engine", ".plan": "engine"}
 
 
 class ArtefactError(ValueError):
     """A path of a kind verify cannot compare, or a runner this installation cannot provide."""
-
-
-def artefact_kind(path: str | Path) -> str:
-    """"onnx" or "engine" by the file's suffix; anything else is taken for a checkpoint (they come as .pt, .pth,
-    .bin, .ckpt, .safetensors, ...), and loading it says clearly when it is not one."""
-    return KINDS.get(Path(path).suffix.lower(), "checkpoint")
 
 
 def engine_runner(path: str | Path) -> Runner:
@@ -47,4 +39,4 @@ def file_runner(path: str | Path, *, providers: tuple[str, ...] = ("CPUExecution
     raise ArtefactError(f"{path} is a checkpoint, not a file a runner executes")
 
 
-__all__ = ["KINDS", "ArtefactError", "artefact_kind", "engine_runner", "file_runner"]
+__all__ = ["ArtefactError", "engine_runner", "file_runner"]
