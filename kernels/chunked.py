@@ -1,6 +1,6 @@
 """Triton kernels for LION's chunkwise form, laid out for GPU parallelism: chunk states, then every chunk at once.
 
-Notation (LION-REFERENCE.md, "Chunkwise-parallel form"): S_ij = (q_i . k_j) M_ij, num_i = sum_j S_ij v_j,
+Notation (docs/maths.md, "Form 3: chunked"): S_ij = (q_i . k_j) M_ij, num_i = sum_j S_ij v_j,
 den_i = sum_j S_ij, y_i = num_i / (den_i + eps) (normalised) or y_i = num_i. Chunks are CHUNK tokens [s, e]; the last
 one is masked (loads beyond L read 0, so padded tokens carry k = v = 0 and log decay 0 and contribute nothing).
 

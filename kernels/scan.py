@@ -1,7 +1,7 @@
 """The fused bidirectional selective scan: LION's recurrent form as one Triton kernel (forward only).
 
 One program per (batch*head, dv-tile) keeps the dk x dv-tile state in registers and sweeps the tokens twice
-(LION-REFERENCE.md, "Bidirectional RNN"):
+(docs/maths.md, "Form 2: recurrent"):
 
     forward : Sf_i = lambda_{i-1} Sf_{i-1} + k_i v_i^T,   zf_i = lambda_{i-1} zf_{i-1} + k_i
     backward: Sb_i = lambda_{i+1} Sb_{i+1} + k_i v_i^T,   zb_i = lambda_{i+1} zb_{i+1} + k_i

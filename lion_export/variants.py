@@ -1,6 +1,6 @@
 """The registry of supported LION variants: the one list the models, the CLI, the exporter and the tests read.
 
-A variant is fixed by its decay (LION-REFERENCE.md, "The three published variants"): none (LION-LIT), one learnt
+A variant is fixed by its decay (docs/maths.md, "The three variants"): none (LION-LIT), one learnt
 scalar per head (LION-D) or one value per token and head (LION-S). Adding a variant means adding a row here and
 teaching `LionAttention` its decay; nothing else may keep its own list. The natural-order models (LION-D♮,
 LION-S♮) are LION-D / LION-S run over two token orders, so they are a model option (`natural=True`), not a row.

@@ -1,6 +1,6 @@
 """The AOT `lion::SelectiveScan` plugin for standard TensorRT >= 10.9: the engine embeds PTX and runs without Python.
 
-TensorRT's decorator API (`tensorrt.plugin`, TENSORRT-NOTES.md "Python plugins") describes the plugin in Python at
+TensorRT's decorator API (`tensorrt.plugin`, standard TensorRT >= 10.9) describes the plugin in Python at
 build time and asks `aot_impl` for a kernel name, PTX, launch parameters and extra int32 scalars; the engine then
 holds the PTX and TensorRT launches it itself (trtexec, the C++ runtime). The PTX is the scan kernel of
 kernels/scan.py compiled by the existing AOT path (kernels/aot/compiler.py), whose calling convention is exactly what

@@ -1,7 +1,7 @@
 """Run TensorRT-RTX parses in a child process, with the parser defect worked around (tests only).
 
 TensorRT-RTX 1.7's ONNX parser dlopens `libtensorrt_rtx.so` at the first plugin-bound node and aborts the process
-when only `libtensorrt_rtx.so.1` exists (TENSORRT-NOTES.md, "Parser defect"). The product's fix lives in the engine
+when only `libtensorrt_rtx.so.1` exists (the wheel ships no unversioned name). The product's fix lives in the engine
 layer; tests that only need a parse put a folder holding that symlink on the child's LD_LIBRARY_PATH (read when the
 process starts), so the shared environment is never modified, and an abort could only end the child, never pytest.
 """

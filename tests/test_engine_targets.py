@@ -20,7 +20,7 @@ def test_arch_lists():
 
 
 def test_header_bits_round_trip():
-    """Bits as observed in real engines (TENSORRT-NOTES.md): SM80|SM89|SM121 = 0x2a; 0x40 is no known target."""
+    """Bits as observed in real TensorRT-RTX 1.7 engines: SM80|SM89|SM121 = 0x2a; 0x40 is no known target."""
     known, rest = targets_from_mask(0x2A | 0x40)
     assert [t.name for t in known] == ["sm_80", "sm_89", "sm_121"] and rest == 0x40
     assert len({t.header_bit for t in TARGETS.values()}) == len(TARGETS)

@@ -1,7 +1,7 @@
 """LION layers and models: the public conventions, form equivalence, padding, gradients, names, presets.
 
 The mixers are checked against float64 re-statements of the public code's forward pass written here from
-LION-REFERENCE.md (explicit products of lambdas, no log space), not against the package's own maths.
+the LION paper's definitions (explicit products of lambdas, no log space), not against the package's own maths.
 """
 from __future__ import annotations
 
@@ -275,7 +275,7 @@ def test_decay_parameters_get_gradients_equal_in_every_form(convention, mask):
 
 
 def test_vision_state_dict_keys_match_the_public_model():
-    """Keys and shapes from LION-REFERENCE.md ("The public LION vision model, as facts"): tiny, depth 1, 10 classes."""
+    """Keys and shapes of the public LION image code's model: tiny, depth 1, 10 classes."""
     d, p, n, c, h = 192, 16, 196, 10, 3
     common = {
         "cls_token": (1, 1, d), "pos_embed": (1, n + 1, d),

@@ -1,5 +1,5 @@
 """Files trained with the public LION code, read with no options: the state_dicts are built here from the public
-names and shapes (LION-REFERENCE.md for the vision model; the BERT layout of the public MLM code), and the models
+names and shapes (the public image code's model; the BERT layout of the public MLM code), and the models
 read from them are checked against float64 re-statements of the public forward passes written here."""
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def public_vision_state_dict(mask: str, natural: bool = False, depth: int = 2, g
 
 def public_vision_forward(sd: dict[str, torch.Tensor], images: torch.Tensor, heads: int = HEADS,
                           cls_pooling: bool = False) -> torch.Tensor:
-    """The public image model's forward in float64 (LION-REFERENCE.md), straight from its state_dict."""
+    """The public image model's forward in float64, straight from its state_dict."""
     t = {k: v.double() for k, v in sd.items()}
     x = F.conv2d(images.double(), t["patch_embed.proj.weight"], t["patch_embed.proj.bias"], stride=PATCH)
     rows, cols = x.shape[2], x.shape[3]

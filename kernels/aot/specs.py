@@ -2,7 +2,7 @@
 
 A TensorRT AOT plugin (and a C++ user) receives PTX and must launch it by itself, so every kernel here is described by
 a `KernelSpec`: its runtime arguments in parameter order, laid out as TensorRT's AOT path calls them (input pointers,
-then int32 scalars, then output pointers; TENSORRT-NOTES.md), its constexpr choices (floats such as eps are baked in,
+then int32 scalars, then output pointers), its constexpr choices (floats such as eps are baked in,
 because TensorRT passes no float scalars), num_warps, and the grid as a pure function of the problem shape. Every
 stride is derivable from the shapes, so kernels take contiguous tensors and only int32 sizes.
 

@@ -5,8 +5,8 @@ Every command that reads a checkpoint goes through `read_model`, which takes
 - a plain public state_dict (.pt / .pth / .safetensors without a JSON), vision or MLM;
 - the public training scripts' files: {"model", "optimizer", "epoch", "args", "model_ema", ...} (DeiT-style, the
   image code) or Composer's {"state": {"model": ...}} (the MLM code); `weights` picks "model" or "model_ema".
-For public files the architecture is read off the tensors (LION-REFERENCE.md, "The public LION vision model, as
-facts"; models/public_mlm.py for the MLM layout): width, depth, MLP ratio, patch size, classes from shapes; the
+For public files the architecture is read off the tensors (models/vision.py mirrors the public image model's
+names and shapes; models/public_mlm.py the MLM layout): width, depth, MLP ratio, patch size, classes from shapes; the
 variant from the decay (`a_i` a bare [H] parameter: LION-D; a Linear: LION-S; none: LION-LIT), the natural order
 from `a2_i`, the position embedding and so the image size from `pos_embed`. Heads come from the decay's shape,
 else from the public size presets by width; pooling is not in the tensors, so it comes from the training args when

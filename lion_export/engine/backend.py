@@ -5,7 +5,7 @@ preferred when present; otherwise TensorRT-RTX (`tensorrt_rtx_bindings`, from pi
 GPU). Both have the same Builder / OnnxParser / IPluginV3 API, so everything above this module holds a `Backend` and
 never asks which one it is except where the two really differ (compute-capability targets, timing caches).
 
-It also owns the TensorRT-RTX parser defect (TENSORRT-NOTES.md, "Parser defect"): the ONNX parser dlopen()s
+It also owns a TensorRT-RTX 1.7 parser defect, seen on every plugin parse here: the ONNX parser dlopen()s
 `libtensorrt_rtx.so`, the wheel ships only `libtensorrt_rtx.so.1`, and the process aborts on the first node bound
 to a plugin. The fix is a symlink beside the library, made here before the first parse, so a user never meets it.
 """

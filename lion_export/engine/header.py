@@ -1,6 +1,6 @@
 """What an engine file says about itself, read from its first 64 bytes: no GPU and no TensorRT needed.
 
-Layout observed on TensorRT-RTX 1.7 engines (TENSORRT-NOTES.md, "TensorRT-RTX"), little-endian:
+Layout observed on TensorRT-RTX 1.7 engines built here (NVIDIA does not document it), little-endian:
     0..3    magic: b"vtrt" (TensorRT-RTX); standard TensorRT plans start b"ftrt"
     16..23  uint64 size of the whole engine in bytes
     24..27  version major, minor, patch, build of the TensorRT that built it

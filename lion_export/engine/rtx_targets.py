@@ -2,7 +2,7 @@
 
 TensorRT-RTX compiles ahead of time for a list of targets (IBuilderConfig.set_compute_capability); it has no
 sm_87 (Jetson Orin) or sm_90 (Hopper): those need standard TensorRT, which builds for the GPU it runs on. The
-engine header records the targets as a bit mask (TENSORRT-NOTES.md, "TensorRT-RTX"), so `inspect` can say which
+engine header records the targets as a bit mask in byte 32 (engine/header.py), so `inspect` can say which
 GPUs an engine runs on without a GPU. One table serves the option parser, the builder and the header reader.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The LION mask convention, in log space, in one place.
 
 Every form (parallel, chunked, recurrent) and the exported graphs read the decay structure from here, so the
-convention of ../shared/LION-REFERENCE.md ("count the key j, not the query i") exists exactly once:
+convention of docs/maths.md ("The mask convention": count the key j, not the query i) exists exactly once:
 
     j < i :  log M_ij = a_j + ... + a_{i-1}
     j > i :  log M_ij = a_{i+1} + ... + a_j

@@ -1,4 +1,4 @@
-"""Parallel ("attention") form: the full L x L masked attention of LION-REFERENCE.md.
+"""Parallel ("attention") form: the full L x L masked attention of docs/maths.md.
 
 The baseline every other form is checked against; O(L^2) time and memory, so it is for verification and short
 sequences, not for deployment at long L.

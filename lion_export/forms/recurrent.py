@@ -1,4 +1,4 @@
-"""Recurrent form: the bidirectional RNN of LION-REFERENCE.md, O(dk dv) state per head.
+"""Recurrent form: the bidirectional RNN of docs/maths.md, O(dk dv) state per head.
 
 This is the form a device runs as a scan (and what the `lion.SelectiveScan` node and the fused Triton scan
 compute). In eager PyTorch a Python step per token costs ~10 tiny ops per token, each paying interpreter and

@@ -1,6 +1,6 @@
 """`LionAttention`, the LION token mixer as an nn.Module, in both public parameter conventions.
 
-The public LION code has two mixers that differ in everything but the mask (LION-REFERENCE.md):
+The public LION code has two mixers (its image and its MLM code) that differ in everything but the mask:
 - "vision": one fused `qkv` Linear, phi = elu+1 (LIT) or shifted SiLU + L2 norm (D, S), q scaled by
   head_dim^-0.5, rows normalised (C_i + 1e-6), decay parameter `a_i`, output Linear `proj`;
   LION-S forces the class token's own decay to 1 (its log decay to 0).

@@ -1,6 +1,6 @@
 """LION-D♮ / LION-S♮ ("natural" order): two snake walks over the patch grid, one decay each, masks averaged.
 
-The paper's best vision variants (LION-REFERENCE.md, "The three published variants"): the patches are put in two
+The paper's best vision variants (docs/maths.md, "The natural-order variants" section): the patches are put in two
 snake orders of the rows x cols grid, the class token first in both:
   walk 1: rows in turn, even rows left to right, odd rows right to left;
   walk 2: the same on the transposed grid: columns in turn, even columns top-down, odd columns bottom-up.

@@ -1,7 +1,7 @@
 """The LION vision transformer, laid out exactly like the public LION image model.
 
-Same modules, parameter names, shapes and forward order as "The public LION vision model, as facts" in
-LION-REFERENCE.md, so a state_dict trained there loads here with strict=True and gives the same outputs:
+Same modules, parameter names, shapes and forward order as the public LION image code's model, so a state_dict
+trained there loads here with strict=True and gives the same outputs:
 patch_embed.proj (Conv2d, kernel = stride = patch) -> class token ALWAYS prepended -> + pos_embed (optional)
 -> pre-norm blocks (x + attn(norm1(x)); x + mlp(norm2(x)), GELU MLP) -> norm -> class token or mean over all
 N+1 tokens -> head. LayerNorms use eps 1e-6. Dropout / drop-path are training-only and left out.

@@ -1,7 +1,7 @@
 """verify_onnx / verify_files: prove an exported artefact computes what the eager model (or another artefact)
 computes.
 
-Eager PyTorch runs in the parallel form (the direct definition of LION attention, LION-REFERENCE.md "Full form")
+Eager PyTorch runs in the parallel form (the direct definition of LION attention, docs/maths.md "Form 1")
 on a float64 copy of the model where that fits in memory, onnxruntime runs the file, on the same inputs, at several
 sizes: by default the trace length, one other length and one that is not a multiple of the chunk size, so a graph
 that silently froze a shape or mishandles a partial last chunk fails. When the model's token count cannot vary
