@@ -27,7 +27,7 @@ import torch
 # parser only warns), from the one definition of the node
 from lion_export.dtypes import DTYPES, KERNEL_DTYPES
 from lion_export.plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-from lion_export.scan_op import DEFAULT_EPS, DEFAULT_NORMALIZE, EPS, LOG_DECAY_INPUT, NORMALIZE
+from lion_export.scan_op import DEFAULT_EPS, DEFAULT_NORMALIZE, EPS, INPUTS, LOG_DECAY_INPUT, NORMALIZE
 
 #: TensorRT DataType names q, k, v and y may take, in preference order; bf16 only where the module defines it
 VALUE_TYPES = tuple(DTYPES[name].tensorrt for name in KERNEL_DTYPES)
