@@ -18,6 +18,8 @@ DOMAIN_VERSION = 1
 PLUGIN_NAMESPACE = "lion"
 #: TensorRT's ONNX parser looks plugins up as version "1"; the decorator API allows no other
 PLUGIN_VERSION = "1"
+#: the plugin as TensorRT names it: "lion::SelectiveScan"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{OP_TYPE}"
 
 #: q, k (B, H, L, dk) and v (B, H, L, dv) of one dtype; log_decay (B, H, L) always fp32
 INPUTS = ("q", "k", "v", "log_decay")
@@ -44,6 +46,6 @@ def is_scan_op(domain: str, op_type: str) -> bool:
     return (domain, op_type) == (DOMAIN, OP_TYPE)
 
 
-__all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "INPUTS", "LOG_DECAY_INPUT",
+__all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "PLUGIN_ID", "INPUTS", "LOG_DECAY_INPUT",
            "OUTPUTS", "NORMALIZE", "EPS", "DEFAULT_NORMALIZE", "DEFAULT_EPS", "PLUGIN_NAMESPACE_ATTRIBUTE",
            "node_attributes", "is_scan_op"]

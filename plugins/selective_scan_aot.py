@@ -34,8 +34,8 @@ from lion_export.dtypes import DTYPES, from_tensorrt
 from lion_export.kernels.aot.specs import KernelConfig, ProblemShape, dv_tiles
 from lion_export.kernels.aot.compiler import CompiledKernel, compile_kernels
 from lion_export.kernels.aot.cuda_targets import TARGETS
-from lion_export.plugins import PLUGIN_NAME, PLUGIN_NAMESPACE
 from lion_export.plugins.selective_scan import is_registered
+from lion_export.scan_op import PLUGIN_ID
 
 #: the kernel of kernels/scan.py that backs the node on this path
 SCAN_KERNEL = "lion_scan_fwd"
@@ -181,9 +181,8 @@ def _current_capability() -> int:
 
 def _define(trtp: ModuleType, trt: ModuleType) -> None:
     """Apply the decorators: registration happens at @trtp.register (eagerly, so the ONNX parser finds it)."""
-    plugin_id = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 
-    @trtp.register(plugin_id)
+    @trtp.register(PLUGIN_ID)
     def selective_scan_desc(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, log_decay: trtp.TensorDesc,
                             normalize: int, eps: float
                             ) -> tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
@@ -198,7 +197,7 @@ def _define(trtp: ModuleType, trt: ModuleType) -> None:
         den = trtp.from_shape_expr((batch, heads, tiles, length), dtype=trt.DataType.FLOAT)
         return v.like(), num, den
 
-    @trtp.aot_impl(plugin_id)
+    @trtp.aot_impl(PLUGIN_ID)
     def selective_scan_aot(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, log_decay: trtp.TensorDesc,
                            normalize: int, eps: float, outputs: tuple[trtp.TensorDesc], tactic: int
                            ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
@@ -225,7 +224,7 @@ def register_selective_scan_aot(trt: ModuleType, bundles: Sequence[Path] = ()) -
         if trt.__name__ in _registered:
             return
         if is_registered(trt):
-            raise RuntimeError(f"the class-based {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin is already registered in "
+            raise RuntimeError(f"the class-based {PLUGIN_ID} plugin is already registered in "
                                "this process; a process can hold only one of the two")
         import tensorrt.plugin as trtp
 

@@ -55,8 +55,8 @@ def test_wheel_holds_the_linked_folders_as_real_files(tmp_path):
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("lion_export-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("lion_export/kernels/scan.py", "lion_export/plugins/__init__.py", "lion_export/cli.py",
-                   "lion_export/forms/chunked.py"):
+    for needed in ("lion_export/kernels/scan.py", "lion_export/kernels/aot/specs.py", "lion_export/plugins/__init__.py",
+                   "lion_export/cli.py", "lion_export/forms/chunked.py", "lion_export/checkpoints/public.py"):
         assert needed in names
     assert not any(name.split("/")[0] in {"kernels", "plugins", "cli.py", "tests"} for name in names)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_output, write_bytes_atomically
+from ..scan_op import PLUGIN_ID, PLUGIN_VERSION
 from .backend import Backend, collecting_logger, load_backend, register_plugin
 from .graph_file import LionGraph, load_lion_graph
 from .header import build_report_path
@@ -24,8 +25,8 @@ from .build_progress import PhaseDisplay, SilentDisplay, progress_monitor
 from .build_report import BuildReport
 from .rtx_targets import TargetError, parse_targets
 
-PLUGIN_LABEL = "lion::SelectiveScan v1"
-AOT_LABEL = "lion::SelectiveScan v1 (AOT: PTX in the engine)"
+PLUGIN_LABEL = f"{PLUGIN_ID} v{PLUGIN_VERSION}"
+AOT_LABEL = f"{PLUGIN_LABEL} (AOT: PTX in the engine)"
 
 
 class BuildError(RuntimeError):
