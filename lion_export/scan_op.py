@@ -46,6 +46,6 @@ def is_scan_op(domain: str, op_type: str) -> bool:
     return (domain, op_type) == (DOMAIN, OP_TYPE)
 
 
-__all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "PLUGIN_ID", "INPUTS", "LOG_DECAY_INPUT",
-           "OUTPUTS", "NORMALIZE", "EPS", "DEFAULT_NORMALIZE", "DEFAULT_EPS", "PLUGIN_NAMESPACE_ATTRIBUTE",
-           "node_attributes", "is_scan_op"]
+__all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "PLUGIN_ID", "INPUTS",
+           "LOG_DECAY_INPUT", "OUTPUTS", "NORMALIZE", "EPS", "DEFAULT_NORMALIZE", "DEFAULT_EPS",
+           "PLUGIN_NAMESPACE_ATTRIBUTE", "node_attributes", "is_scan_op"]
