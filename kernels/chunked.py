@@ -21,7 +21,7 @@ of size L x L or L x c exists.
 
 Exponents. Every decay is the exp of a sum of log decays a_t <= 0 over the tokens between two positions, taken
 later-minus-earlier and never from long prefix sums: within a chunk from the chunk's own cumsums (at most CHUNK
-terms, clamped at 0 against rounding), across chunks by multiplying a state by exp(chunk total) once per chunk. So
+terms, clamped at 0 against rounding; the intra-chunk mask as a direct sum over each pair's own span), across chunks by multiplying a state by exp(chunk total) once per chunk. So
 every exp() argument is <= 0 (nothing overflows, fp16 inputs included), and the rounding of an exponent is bounded by
 the size of one chunk's sums, independent of L. Per chunk, for token i:
     excl_i = sum_{s<=t<i} a_t   incl_i = sum_{s<=t<=i} a_t   rev_excl_i = sum_{i<t<=e} a_t   rev_incl_i = sum_{i<=t<=e}
@@ -104,14 +104,19 @@ def _chunk_sums(a_ptr, start, L, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _chunk_mask(excl, incl, CHUNK: tl.constexpr):
+def _chunk_mask(a_ptr, start, L, CHUNK: tl.constexpr):
     """The (CHUNK, CHUNK) intra-chunk mask M: [i, j] = exp(sum_{j <= t < i} a_t) below the diagonal,
-    exp(sum_{i < t <= j} a_t) above it, 1 on it."""
+    exp(sum_{i < t <= j} a_t) above it, 1 on it. Each exponent is a direct sum over its own span (row i of a
+    masked copy of a, cumulated along t), not a difference of the chunk's prefix sums: saturated gates give
+    a_t ~ -60, prefix sums of -1000 and more within a chunk, and their difference would bury the small
+    exponents of the weights that matter under fp32 rounding."""
     t = tl.arange(0, CHUNK)
+    a = tl.load(a_ptr + start + t, mask=start + t < L, other=0.0)
     row = t[:, None]
     col = t[None, :]
-    log_mask = tl.where(col < row, excl[:, None] - excl[None, :], incl[None, :] - incl[:, None])
-    return tl.exp(tl.minimum(tl.where(col == row, 0.0, log_mask), 0.0))
+    lower = tl.cumsum(tl.where(col < row, a[None, :], 0.0), 1, reverse=True)    # [i, j] = sum_{j <= t < i} a_t
+    upper = tl.cumsum(tl.where(col > row, a[None, :], 0.0), 1)                  # [i, j] = sum_{i < t <= j} a_t
+    return tl.exp(tl.minimum(tl.where(col < row, lower, tl.where(col > row, upper, 0.0)), 0.0))
 
 
 @triton.jit
@@ -247,8 +252,9 @@ def _lion_chunked_out(q, k, v, log_decay, states, norms, L, y, den,
     q_c = tl.load(q + rows_k, mask=in_k, other=0.0).to(compute)
     k_c = tl.load(k + rows_k, mask=in_k, other=0.0).to(compute)
     v_c = tl.load(v + rows_v, mask=in_v, other=0.0).to(compute)
-    excl, incl, rev_excl, _, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
-    scores = tl.dot(q_c, tl.trans(k_c), input_precision=precision) * _chunk_mask(excl, incl, CHUNK)
+    excl, _, rev_excl, _, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
+    mask = _chunk_mask(log_decay + bh * L, start, L, CHUNK)
+    scores = tl.dot(q_c, tl.trans(k_c), input_precision=precision) * mask
     q_left = q_c * tl.exp(excl)[:, None]
     q_right = q_c * tl.exp(rev_excl)[:, None]
     state_left = tl.load(states + left * DV + state_offsets, mask=state_mask, other=0.0)
@@ -294,8 +300,8 @@ def _lion_chunked_bwd_dq(q, k, v, log_decay, dnum, dden, states, norms, L, dq, g
         grad_scores += dden_c[:, None]
         dq_left += dden_c[:, None] * tl.load(norms + left + cols_k, mask=cols_k < DK, other=0.0)[None, :]
         dq_right += dden_c[:, None] * tl.load(norms + right + cols_k, mask=cols_k < DK, other=0.0)[None, :]
-    excl, incl, rev_excl, _, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
-    grad_scores = grad_scores * _chunk_mask(excl, incl, CHUNK)                 # dS_ij M_ij
+    excl, _, rev_excl, _, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
+    grad_scores = grad_scores * _chunk_mask(log_decay + bh * L, start, L, CHUNK)     # dS_ij M_ij
     dq_left = dq_left * tl.exp(excl)[:, None]
     dq_right = dq_right * tl.exp(rev_excl)[:, None]
     tl.store(dq + rows_k, tl.dot(grad_scores, k_c, input_precision=precision) + dq_left + dq_right, mask=in_k)
@@ -320,8 +326,8 @@ def _lion_chunked_bwd_dkdv(q, k, v, log_decay, dnum, dden, states, norms, L, dk,
 
     q_c = tl.load(q + rows_k, mask=in_k, other=0.0).to(compute)
     k_c = tl.load(k + rows_k, mask=in_k, other=0.0).to(compute)
-    excl, incl, _, rev_incl, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
-    mask = _chunk_mask(excl, incl, CHUNK)
+    _, incl, _, rev_incl, _ = _chunk_sums(log_decay + bh * L, start, L, CHUNK)
+    mask = _chunk_mask(log_decay + bh * L, start, L, CHUNK)
     # queries of earlier chunks reach key j through its own decay (incl_j); later ones through rev_incl_j
     read_left = tl.exp(incl)[:, None]
     read_right = tl.exp(rev_incl)[:, None]

@@ -287,14 +287,15 @@ def test_bf16_on_gpu(variant: str) -> None:
 
 
 def test_closing_gates_keep_fp32_precision() -> None:
-    """LION-S with gates that nearly close (a down to -20) among near-1 decays (a ~ -0.005): exponents within a
-    chunk are differences of chunk-local cumsums of size up to ~c * 20, so their rounding grows with the chunk.
-    Measured: 6e-7 (c = 16), 3e-6 (c = 64), 5e-6 (c = 128) relative, vs 1e-7..2e-7 for the PyTorch chunked form."""
+    """LION-S with gates that close (a down to -60, a saturated sigmoid) among near-1 decays (a ~ -0.005): the
+    intra-chunk exponents are direct sums over each pair's span, so the chunk size does not matter. Measured
+    2.9e-7 (c = 16) and 1.1e-7 (c = 128) relative, as for the PyTorch chunked form; exponents taken as differences
+    of chunk-local cumsums (up to ~c * 60) gave 4.2e-6 and 9.8e-6, growing with the chunk."""
     gen = torch.Generator().manual_seed(0)
     q, k = (torch.rand(1, 2, 256, D, generator=gen) for _ in range(2))
     v = torch.randn(1, 2, 256, D, generator=gen)
     a = -0.01 * torch.rand(1, 2, 256, generator=gen)
-    a = torch.where(torch.rand(1, 2, 256, generator=gen) < 0.2, -20 * torch.rand(1, 2, 256, generator=gen), a)
+    a = torch.where(torch.rand(1, 2, 256, generator=gen) < 0.2, -60 * torch.rand(1, 2, 256, generator=gen), a)
     ref = reference_attention(q, k, v, a, eps=EPS)
     for chunk in (16, 128):
-        assert rel_err(chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 5e-5
+        assert rel_err(chunked(q, k, v, a, normalize=True, eps=EPS, chunk_size=chunk), ref) <= 1e-6

@@ -23,7 +23,7 @@ builds its function body. Op type, domain, inputs and attribute defaults come fr
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import count
 
@@ -158,11 +158,19 @@ def selective_scan_function(opset: int) -> onnx.FunctionProto:
     to_end = body.op("CumSum", g_b, axis, exclusive=1, reverse=1)                    # sum_{t=j+1}^{e} g_t
     across = body.op("Exp", body.op("ReduceSum", g_b, last, keepdims=1))             # (N, 2B, H, 1)
     # intra-block causal weights exp(sum_{t=j+1}^{i} g_t) for j <= i (the diagonal included: both sweeps'
-    # states hold token i itself; the overlap is subtracted once below)
-    pair = body.op("Min", body.op("Sub", body.op("Unsqueeze", into, last), body.op("Unsqueeze", into, body.ints(-2))),
-                   body.op("Constant", value_float=0.0))
-    causal = body.op("Constant", value=helper.make_tensor(
-        "causal", TensorProto.BOOL, [BLOCK, BLOCK], [j <= i for i in range(BLOCK) for j in range(BLOCK)]))
+    # states hold token i itself; the overlap is subtracted once below). Each exponent is a direct sum over its
+    # own span, row j of a masked copy of g summed along t (docs/maths.md, "Why the numbers stay exact"), not a difference
+    # of two prefix sums: saturated gates give log decays of -60 per token, prefix sums of -1000 within a block,
+    # and their difference would lose the small exponents that matter to fp32 rounding.
+    def block_mask(name: str, keep: Callable[[int, int], bool]) -> str:
+        return body.op("Constant", value=helper.make_tensor(
+            name, TensorProto.BOOL, [BLOCK, BLOCK], [keep(r, c) for r in range(BLOCK) for c in range(BLOCK)]))
+
+    after_row = block_mask("after_row", lambda j, t: t > j)
+    spans = body.op("CumSum", body.op("Where", after_row, body.op("Unsqueeze", g_b, body.ints(-2)),
+                                      body.op("Constant", value_float=0.0)), axis)   # [j, i] = sum_{t=j+1}^{i} g_t
+    pair = body.op("Transpose", spans, perm=[0, 1, 2, 4, 3])                         # [i, j]
+    causal = block_mask("causal", lambda i, j: j <= i)
     weights = body.op("Where", causal, body.op("Exp", pair), body.op("Constant", value_float=0.0))
     scores = body.op("Mul", body.op("MatMul", q_b, body.op("Transpose", k_b, perm=[0, 1, 2, 4, 3])), weights)
     intra = body.op("MatMul", scores, v_b)                                           # (N, 2B, H, T, dv+1)

@@ -91,6 +91,19 @@ def log_decay_between(t: torch.Tensor) -> torch.Tensor:
     return running_sums(shift_right(t), 2)
 
 
+def log_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(x)), finite and accurate for every finite x, in eager PyTorch and in every exported graph.
+
+    Written as min(x, 0) - softplus(-|x|) (the same function: log sigmoid(x) = -softplus(-x), and softplus(y) =
+    max(y, 0) + softplus(-|y|)). torch.onnx exports F.logsigmoid as Log(Sigmoid(x)), and graph runtimes' Sigmoid
+    is not accurate in the tail: onnxruntime's returns 0 below x ~ -18 (so the log decay is -inf, the recurrent
+    form's products inf - inf) and is already 2x off at x = -17. Here softplus only ever sees arguments <= 0, so no
+    runtime's exp can overflow and the result is within [-log 2, 0] of min(x, 0). torch.minimum splits the
+    gradient at the tie x = 0, so the derivative there is sigmoid(-0) = 1/2, as it should be.
+    """
+    return torch.minimum(x, torch.zeros_like(x)) - torch.nn.functional.softplus(-x.abs())
+
+
 def expand_log_decay(log_decay: torch.Tensor | None, batch: int, heads: int, length: int,
                      like: torch.Tensor) -> torch.Tensor:
     """None (LION-LIT), (H,) (LION-D) or (B, H, L) (LION-S) -> (B, H, L) float32 log decays.

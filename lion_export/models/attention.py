@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..forms import FORMS, lion_attention
+from ..forms.decay import log_sigmoid
 from ..variants import get_variant
 from .natural_order import natural_attention
 
@@ -121,9 +122,10 @@ class LionAttention(nn.Module):
 
         Computed in fp32, or fp64 in a fp64 model (so a fp64 model is exact to fp64, decays included).
 
-        log(sigmoid(a)) and log(1 - sigmoid(z)) = logsigmoid(-z) are formed with logsigmoid, which stays finite
-        and accurate where lambda is tiny (there 1 - sigmoid(z) rounds to 0 in fp32, the public vision code's
-        log gives -inf). The public MLM code's log(1 - sigmoid(z) + 1e-7) differs from it by
+        log(sigmoid(a)) and log(1 - sigmoid(z)) = logsigmoid(-z) are formed with `log_sigmoid` (forms/decay.py),
+        which stays finite and accurate where lambda is tiny, in eager PyTorch and in exported graphs alike, for
+        saturated gates too (|z| of 30 and more occur in trained models; there 1 - sigmoid(z) rounds to 0 in fp32,
+        the public vision code's log gives -inf, and a graph's Log(Sigmoid) does too). The public MLM code's log(1 - sigmoid(z) + 1e-7) differs from it by
         log(1 + 1e-7 / lambda): below 1e-6 in log space unless lambda < 0.1.
         """
         decay = self.variant.decay
@@ -135,8 +137,8 @@ class LionAttention(nn.Module):
             param = self.ai if decay == "per_head" else self.Wa_i
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         if decay == "per_head":
-            return F.logsigmoid(param.to(dtype))
-        log_decay = F.logsigmoid(-param(x).to(dtype)).transpose(1, 2)         # (B, H, L)
+            return log_sigmoid(param.to(dtype))
+        log_decay = log_sigmoid(-param(x).to(dtype)).transpose(1, 2)         # (B, H, L)
         if self.convention == "vision":
             # the class token's own decay is never used in the public vision code: lambda_0 := 1
             log_decay = torch.cat([torch.zeros_like(log_decay[..., :1]), log_decay[..., 1:]], dim=-1)
