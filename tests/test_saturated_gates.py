@@ -154,7 +154,7 @@ def test_exports_with_saturated_gates_verify(tmp_path, kind, mask, natural, form
     saturate_gates(model, GATE)
     if mask == "selective":
         assert _gate_range(model, *example) >= 30
-    path = export_onnx(model, tmp_path / "m.onnx", mode=form, dtype=dtype, chunk_size=8,
+    path = export_onnx(model, tmp_path / "m.onnx", form=form, dtype=dtype, chunk_size=8,
                        seq_len=24 if kind == "text" else None)
     if form == "recurrent" and not natural:
         _assert_graph_log_decays_equal_eager(model, path, example)
