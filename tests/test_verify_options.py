@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from lion_export import create_model, save_checkpoint
+from lion_export.checkpoint import checkpoint_sha256
 from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.verify.calibration import FACTOR, FLOOR_ULPS, calibrated_tolerance
@@ -212,6 +213,7 @@ def _elsewhere(exports: dict, folder) -> dict:
 def test_without_the_checkpoint_the_fixed_table_is_the_last_resort(files, tmp_path):
     _, checkpoint, other, exports = files
     alone = _elsewhere(exports, tmp_path / "alone")
+    shutil.copy(other, tmp_path / "alone" / "other.pt")       # a checkpoint beside them, but not theirs
     report = verify_files(alone["fp32"], alone["fp16"], seq_lens=[19], progress=False)
     assert report.tolerance_method == "fixed" and report.passed
     assert report.cases[0].outputs[0].tolerance == TOLERANCES["fp16"]
@@ -224,6 +226,21 @@ def test_without_the_checkpoint_the_fixed_table_is_the_last_resort(files, tmp_pa
     assert "differs from the" in json.loads(wrong.stdout)["hint"]
     twice = _run("verify", checkpoint, alone["fp16"], "--checkpoint", checkpoint)
     assert twice.exit_code == 2 and "--checkpoint is for two files" in twice.stderr
+
+
+def test_a_checkpoint_found_but_unreadable_is_a_note_not_an_error(files, tmp_path):
+    """The files name (by sha256) a checkpoint beside them that does not load: fixed table, and the note says why."""
+    _, _, _, exports = files
+    alone = _elsewhere(exports, tmp_path / "alone")
+    junk = tmp_path / "alone" / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for path in alone.values():
+        proto = onnx.load(str(path))
+        next(e for e in proto.metadata_props if e.key == "checkpoint_sha256").value = checkpoint_sha256(junk)
+        onnx.save(proto, str(path))
+    report = verify_files(alone["fp32"], alone["fp16"], seq_lens=[19], progress=False)
+    assert report.tolerance_method == "fixed"
+    assert any(n.startswith(f"{junk} matches the files' checkpoint sha256 but cannot be read") for n in report.notes)
 
 
 def test_a_wrong_fp16_file_fails_the_calibrated_bound(files, tmp_path):
