@@ -359,6 +359,9 @@ def _verify_and_report(check: Callable[[], Any], onnx_file: Path, report_path: P
               help="Write the JSON report here (and an error histogram PNG next to it).")
 @click.option("--optimization", default="all", show_default=True,
               help="onnxruntime graph optimisation level: all, extended, basic or disable.")
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Two files: the checkpoint they came from, to calibrate the bound (default: one beside them "
+                   "whose sha256 their metadata records; else the fixed table).")
 @_parity_options
 @_checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
@@ -366,7 +369,7 @@ def _verify_and_report(check: Callable[[], Any], onnx_file: Path, report_path: P
 def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: str | None, report_path: Path | None,
            optimization: str, tolerance: str, atol: tuple[str, ...], rtol: tuple[str, ...], error_stat: str,
            providers: str, inputs: Path | None, save_inputs: Path | None, save_outputs: Path | None, per_block: bool,
-           as_json: bool, reading: Any, quiet: bool, debug: bool) -> None:
+           as_json: bool, reading: Any, quiet: bool, debug: bool, checkpoint_file: Path | None) -> None:
     """Prove B computes what A computes; exit 1 on a parity failure.
 
     \b
@@ -394,6 +397,8 @@ def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: s
     options = dict(seq_lens=lengths, batch=batch_size, dtype=dtype, optimization=optimization,
                    progress=not (quiet or as_json), **parity)
     if "checkpoint" in kinds:
+        if checkpoint_file is not None:
+            _bad_input("--checkpoint is for two files; here the checkpoint is one of A and B (drop it)")
         checkpoint, checked = (first, second) if kinds[0] == "checkpoint" else (second, first)
 
         def check():
@@ -401,12 +406,12 @@ def verify(first: Path, second: Path, seq_lens: str | None, batch: str, dtype: s
             return verify_onnx(model, checked, checkpoint_path=checkpoint, **options)
     else:
         checked = second
-        options.pop("tolerance")       # no model to calibrate against: file vs file uses the fixed table
         if options.pop("per_block"):
             _bad_input("--per-block compares a file with its checkpoint's blocks: give the checkpoint as A")
 
         def check():
-            return verify_files(first, second, **options)
+            model = None if checkpoint_file is None else _read_checkpoint(checkpoint_file, reading, quiet or as_json)
+            return verify_files(first, second, model=model, checkpoint_path=checkpoint_file, **options)
     _verify_and_report(check, checked, report_path, quiet, debug, quiet_line="parity {verdict}: {file}",
                        as_json=as_json)
 

@@ -16,8 +16,8 @@ from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.models import create_model, set_form
 from lion_export.verify import (TOLERANCES, InputsError, OnnxRuntimeRunner, TorchRunner, compare_outputs,
-                                default_seq_lens, graph_input_specs, load_inputs, tolerance_for, verify_onnx,
-                                write_report)
+                                default_seq_lens, graph_input_specs, load_inputs, tolerance_for, verify_files,
+                                verify_onnx, write_report)
 from lion_export.verify.compare import compare_output
 from lion_export.verify.parity import default_image_token_counts
 from lion_export.verify.case_inputs import image_size_for_tokens, padded_attention_mask, tokens_for_image
@@ -167,7 +167,16 @@ def vision_files(tmp_path_factory):
     """A vision checkpoint and its export (position embedding on: the token count is fixed at 5)."""
     folder = tmp_path_factory.mktemp("vision")
     model = _vision_model(pos_embed=True)
-    return save_checkpoint(model, folder / "vit.pt"), export_onnx(model, folder / "vit.onnx", form="recurrent")
+    checkpoint = save_checkpoint(model, folder / "vit.pt")
+    return checkpoint, export_onnx(model, folder / "vit.onnx", form="recurrent", checkpoint_path=checkpoint)
+
+
+@pytest.fixture(scope="module")
+def vision_fp16(vision_files):
+    """The fp16 export of vision_files' model, beside it (it takes float16 images)."""
+    checkpoint, onnx_file = vision_files
+    return export_onnx(load_checkpoint(checkpoint), onnx_file.with_name("vit-fp16.onnx"), form="recurrent",
+                       dtype="fp16", checkpoint_path=checkpoint)
 
 
 def test_text_export_passes_at_three_lengths_with_padded_rows(text_onnx, tmp_path):
@@ -220,10 +229,14 @@ def test_user_inputs_npz_are_used_and_checked(text_onnx, tmp_path):
     with pytest.raises(InputsError, match="float32"):
         load_inputs(tmp_path / "dtype.npz", specs)
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(InputsError, match="not a readable .npz"):
+    with pytest.raises(InputsError, match="junk.npz: not an .npz file \\(no zip archive") as caught:
         load_inputs(tmp_path / "junk.npz", specs)
+    assert "pickle" not in str(caught.value)                # numpy's guess for any non-zip file
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:100])
+    with pytest.raises(InputsError, match="not a readable .npz"):
+        load_inputs(tmp_path / "cut.npz", specs)
     np.save(tmp_path / "single.npy", ids)
-    with pytest.raises(InputsError, match="a single array, not an .npz archive"):
+    with pytest.raises(InputsError, match="a single .npy array"):
         load_inputs(tmp_path / "single.npy", specs)
 
 
@@ -285,6 +298,45 @@ def test_static_export_without_position_embedding_is_verified_at_its_traced_size
     assert report.passed and report.varied == "batch"
     assert [(c.seq_len, c.input_shapes["images"]) for c in report.cases] == [(13, [1, 3, 24, 32])]
     assert any("static image size" in n for n in report.notes)
+
+
+def test_fp32_and_fp16_vision_files_each_take_their_own_image_dtype(vision_files, vision_fp16, tmp_path):
+    """The fp16 file takes float16 images: both files run on the same generated images, each in its own dtype, and
+    the bound is calibrated on the checkpoint found beside them (issue 17, defect 1)."""
+    import onnxruntime as ort
+
+    _, onnx_file = vision_files
+    saved = tmp_path / "inputs.npz"
+    report = verify_files(onnx_file, vision_fp16, progress=False, save_inputs=saved)
+    assert report.passed and report.tolerance_method == "calibrated" and report.dtype == "fp16"
+    assert any("vit.pt, found beside the files" in n for n in report.notes)
+    inputs = np.load(saved)
+    for index, case in enumerate(report.cases):       # independently: each file run by hand in its own dtype
+        images = inputs[f"case{index}/images"]
+        assert images.dtype == np.float32
+        out32 = ort.InferenceSession(str(onnx_file)).run(None, {"images": images})[0]
+        out16 = ort.InferenceSession(str(vision_fp16)).run(None, {"images": images.astype(np.float16)})[0]
+        (out,) = case.outputs
+        assert out.max_abs_error == pytest.approx(float(np.abs(out16.astype(np.float64) - out32).max()), rel=1e-6)
+        assert out.tolerance.basis.startswith("calibrated") and 0 < out.headroom < 1
+
+
+def test_integer_images_are_refused_not_cast(vision_files, tmp_path):
+    """int64 images given to a float model: one line naming the input and both dtypes, exit 2 (defect 9)."""
+    checkpoint, onnx_file = vision_files
+    np.savez(tmp_path / "ints.npz", images=np.ones((2, 3, 32, 32), np.int64))
+    result = _cli(checkpoint, onnx_file, "--inputs", tmp_path / "ints.npz")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "'images' is int64, the graph expects float32" in result.stderr, result.stderr
+
+
+def test_a_text_file_given_as_inputs_is_named_for_what_it_is(vision_files, tmp_path):
+    """Not "pickled (object) data" (numpy's guess for anything that is not a zip): one line, exit 2 (defect 9)."""
+    checkpoint, onnx_file = vision_files
+    (tmp_path / "inputs.txt").write_text("0.1 0.2 0.3\n")
+    result = _cli(checkpoint, onnx_file, "--inputs", tmp_path / "inputs.txt")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "inputs.txt: not an .npz file (no zip archive" in result.stderr and "pickle" not in result.stderr
 
 
 def test_fp16_tolerance_is_met_by_the_tiny_models(tmp_path):

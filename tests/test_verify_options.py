@@ -5,19 +5,24 @@ per-output tolerances, plain tables) and the verify / export options end to end 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from onnx import numpy_helper
 
 from lion_export import create_model, save_checkpoint
+from lion_export.checkpoints import checkpoint_sha256
 from lion_export.cli import main
 from lion_export.export import export_onnx
 from lion_export.verify.calibration import FACTOR, FLOOR_ULPS, calibrated_tolerance
 from lion_export.verify.compare import compare_output
 from lion_export.verify.parity_report import plain_table
 from lion_export.verify.stress import spread_decays
+from lion_export.verify import TOLERANCES, verify_files
 from lion_export.verify.tolerances import Tolerance, ToleranceRequest
 
 TEXT = {"depth": 2, "dim": 16, "num_heads": 2, "vocab_size": 50, "max_len": 64}
@@ -171,9 +176,90 @@ def test_two_files_are_compared_on_the_same_inputs(files):
     _, _, _, exports = files
     result = _run("verify", exports["fp32"], exports["fp16"], "--seq-lens", "19")
     assert result.exit_code == 0, result.output
-    assert "model-fp16.onnx vs model-fp32.onnx" in result.output and "fixed fp16 table" in result.output
+    assert "model-fp16.onnx vs model-fp32.onnx" in result.output and "calibrated bounds from" in result.output
     result = _run("verify", exports["fp32"], exports["fp16"], "--seq-lens", "19", "--atol", "1e-9", "--quiet")
     assert result.exit_code == 1 and result.output.strip() == f"parity FAILED: {exports['fp16']}"
+
+
+def test_two_files_are_calibrated_on_the_checkpoint_beside_them(files, tmp_path):
+    """fp32 vs fp16 (defect 1): the checkpoint whose sha256 the files record is found beside them, and each output's
+    bound is 4 x (eager fp32's error + eager fp16's error against float64) + the fp16 floor, in either order."""
+    folder, checkpoint, _, exports = files
+    saved_in, saved_out = tmp_path / "in.npz", tmp_path / "out.npz"
+    report = verify_files(exports["fp32"], exports["fp16"], seq_lens=[19], progress=False, save_inputs=saved_in,
+                          save_outputs=saved_out)
+    assert report.passed and report.tolerance_method == "calibrated" and report.hint is None
+    assert f"calibrated on {checkpoint}, found beside the files: its sha256 matches their metadata" in report.notes
+    inputs, outputs = np.load(saved_in), np.load(saved_out)
+    mask = inputs["case0/attention_mask"].astype(bool)
+    exact = outputs["case0/float64/logits"][mask]
+    errors = [np.abs(outputs[f"case0/eager-{d} for {side}/logits"][mask] - exact).max()
+              for d, side in (("fp32", "expected"), ("fp16", "actual"))]
+    (out,) = report.cases[0].outputs
+    assert 0 < errors[0] < 1e-5 < errors[1]
+    assert out.tolerance.atol == pytest.approx(FACTOR * sum(errors) + FLOOR_ULPS * 2**-11 * np.abs(exact).max())
+    diff = np.abs(outputs["case0/actual/logits"].astype(np.float64) - outputs["case0/expected/logits"])[mask]
+    assert out.max_abs_error == pytest.approx(diff.max()) and out.headroom < 1
+    reverse = verify_files(exports["fp16"], exports["fp32"], seq_lens=[19], progress=False)
+    assert reverse.passed and reverse.cases[0].outputs[0].tolerance.atol == pytest.approx(out.tolerance.atol)
+
+
+def _elsewhere(exports: dict, folder) -> dict:
+    """The two exports copied to a folder without their checkpoint."""
+    folder.mkdir()
+    return {dtype: shutil.copy(path, folder / path.name) for dtype, path in exports.items()}
+
+
+def test_without_the_checkpoint_the_fixed_table_is_the_last_resort(files, tmp_path):
+    _, checkpoint, other, exports = files
+    alone = _elsewhere(exports, tmp_path / "alone")
+    shutil.copy(other, tmp_path / "alone" / "other.pt")       # a checkpoint beside them, but not theirs
+    report = verify_files(alone["fp32"], alone["fp16"], seq_lens=[19], progress=False)
+    assert report.tolerance_method == "fixed" and report.passed
+    assert report.cases[0].outputs[0].tolerance == TOLERANCES["fp16"]
+    assert any("fixed fp16 table applies (no checkpoint to calibrate against, the last resort" in n
+               for n in report.notes)
+    named = _run("verify", alone["fp32"], alone["fp16"], "--seq-lens", "19", "--checkpoint", checkpoint, "--json")
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.stdout)["tolerance_method"] == "calibrated"
+    wrong = _run("verify", alone["fp32"], alone["fp16"], "--seq-lens", "19", "--checkpoint", other, "--json")
+    assert "differs from the" in json.loads(wrong.stdout)["hint"]
+    twice = _run("verify", checkpoint, alone["fp16"], "--checkpoint", checkpoint)
+    assert twice.exit_code == 2 and "--checkpoint is for two files" in twice.stderr
+
+
+def test_a_checkpoint_found_but_unreadable_is_a_note_not_an_error(files, tmp_path):
+    """The files name (by sha256) a checkpoint beside them that does not load: fixed table, and the note says why."""
+    _, _, _, exports = files
+    alone = _elsewhere(exports, tmp_path / "alone")
+    junk = tmp_path / "alone" / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for path in alone.values():
+        proto = onnx.load(str(path))
+        next(e for e in proto.metadata_props if e.key == "checkpoint_sha256").value = checkpoint_sha256(junk)
+        onnx.save(proto, str(path))
+    report = verify_files(alone["fp32"], alone["fp16"], seq_lens=[19], progress=False)
+    assert report.tolerance_method == "fixed"
+    assert any(n.startswith(f"{junk} matches the files' checkpoint sha256 but cannot be read") for n in report.notes)
+
+
+def test_a_wrong_fp16_file_fails_the_calibrated_bound(files, tmp_path):
+    """The fp16 file's token embedding moved by 3 % (random signs, ~60 fp16 ulps): it no longer computes the model.
+    (Its q / k projections would not do: the attention's row normalisation all but cancels a change there.)"""
+    _, _, _, exports = files
+    proto = onnx.load(str(exports["fp16"]))
+    weight = next(i for i in proto.graph.initializer if i.name == "token_embed.weight")
+    values = numpy_helper.to_array(weight).astype(np.float32)
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], values.shape)
+    weight.CopyFrom(numpy_helper.from_array((values * (1 + 3e-2 * signs)).astype(np.float16), weight.name))
+    wrong = exports["fp16"].parent / "wrong-fp16.onnx"      # beside the checkpoint: calibrated
+    try:
+        onnx.save(proto, str(wrong))
+        report = verify_files(exports["fp32"], wrong, seq_lens=[19], progress=False)
+    finally:
+        wrong.unlink()
+    assert report.tolerance_method == "calibrated" and not report.passed
+    assert report.cases[0].outputs[0].headroom > 2
 
 
 def test_a_different_checkpoint_gets_the_sha256_hint_in_full(files):

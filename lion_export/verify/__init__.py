@@ -4,7 +4,8 @@ output against a bound calibrated on eager PyTorch in the artefact's own dtype (
 Public API (what `lion-export export` and `lion-export verify` call):
     report = verify_onnx(model, "model.onnx", seq_lens=None, batch=2, dtype=None, tolerance="calibrated",
                          atol=None, rtol=None, error_stat="max", inputs=None, providers="cpu", progress=True)
-    report = verify_files("model.fp32.onnx", "model.fp16.onnx")      # file vs file (or an engine)
+    report = verify_files("model.fp32.onnx", "model.fp16.onnx",      # file vs file (or an engine), calibrated
+                          checkpoint_path="model.pt")                # on the checkpoint (default: found beside)
     report.passed; report.to_dict(); report.to_json(); report.write_json("report.json")
     print_report(report)                       # a table, one row per (case, output); plain text when piped
     write_report(report, "report.json")        # JSON + error histograms PNG next to it

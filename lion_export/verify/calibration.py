@@ -13,8 +13,14 @@ small (or so exact) that eager's own error is near zero. An export passes when i
 what eager PyTorch in the same dtype makes. Measured on the tiny test grid (LIT/D/S x text/vision x fp32/fp16,
 decays spread over 0.01..0.99), onnxruntime's max error is 0.35x .. 1.22x eager's, so FACTOR = 4 leaves >= 3x
 headroom for correct exports, while the wrong exports of tests/test_verify_calibrated.py exceed it.
+
+Two files compared with each other (verify_files) each carry their own error: |b - a| <= |b - x| + |a - x|, so the
+bound there takes the sum of eager's errors in each file's dtype and form (one eager run per file). An fp32 file
+against an fp16 one thus gets what verify_onnx gives the fp16 file, whichever of the two is the reference.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,18 +31,22 @@ FACTOR = 4.0
 FLOOR_ULPS = 4.0
 
 
-def calibrated_tolerance(expected: np.ndarray, eager: np.ndarray, dtype: str,
+def calibrated_tolerance(expected: np.ndarray, eager: np.ndarray | Sequence[np.ndarray], dtype: str,
                          valid: np.ndarray | None = None) -> Tolerance:
-    """The bound for one output from the float64 reference and eager PyTorch's output in `dtype`."""
+    """The bound for one output from the float64 reference and eager PyTorch's output in `dtype` (or several
+    eager outputs, one per file compared, whose errors add up); `dtype` sets the floor."""
     if dtype not in UNIT_ROUNDOFF:
         raise ValueError(f"no unit round-off for dtype {dtype!r}; known: {', '.join(UNIT_ROUNDOFF)}")
-    e, g = valid_elements(expected, valid), valid_elements(eager, valid)
-    if e.size == 0 or not np.isfinite(g).all():
+    e = valid_elements(expected, valid)
+    runs = [valid_elements(g, valid) for g in ([eager] if isinstance(eager, np.ndarray) else eager)]
+    if e.size == 0 or not all(np.isfinite(g).all() for g in runs):
         raise ValueError(f"eager PyTorch in {dtype} gives no finite output to calibrate against")
-    eager_error = float(np.abs(g - e).max())
+    errors = [float(np.abs(g - e).max()) for g in runs]
+    eager_error = sum(errors)
+    parts = f" ({' + '.join(f'{x:.2e}' for x in errors)}, one eager run per file)" if len(errors) > 1 else ""
     floor = FLOOR_ULPS * UNIT_ROUNDOFF[dtype] * float(np.abs(e).max())
     return Tolerance(atol=FACTOR * eager_error + floor, rtol=0.0,
-                     basis=f"calibrated: {FACTOR:g} x eager {dtype} error {eager_error:.2e} + floor {floor:.1e}")
+                     basis=f"calibrated: {FACTOR:g} x eager {dtype} error {eager_error:.2e}{parts} + floor {floor:.1e}")
 
 
 __all__ = ["FACTOR", "FLOOR_ULPS", "calibrated_tolerance"]

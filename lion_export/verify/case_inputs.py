@@ -109,29 +109,33 @@ def check_feed(feed: dict[str, np.ndarray], specs: list[InputSpec], source: str)
                 if seen[0] != size:
                     raise InputsError(f"{source}: axis {dim!r} is {seen[0]} in {seen[1]!r} but {size} in "
                                       f"{spec.name!r}")
-        kind_ok = (array.dtype.kind in "fiub" and spec.dtype.kind == "f") or \
-                  (array.dtype.kind in "iub" and spec.dtype.kind in "iub")
-        if not kind_ok:
-            raise InputsError(f"{source}: {spec.name!r} is {array.dtype.name}, the graph expects {spec.dtype.name}")
+        # floats to floats (the graph's own precision) and integers to integers only: integer images given to a
+        # float model are a mistake (unscaled pixels, the wrong array), not something to cast silently
+        if (array.dtype.kind == "f") != (spec.dtype.kind == "f") or array.dtype.kind not in "fiub":
+            raise InputsError(f"{source}: {spec.name!r} is {array.dtype.name}, the graph expects {spec.dtype.name}"
+                              + (" (integers are not cast to a float input)" if spec.dtype.kind == "f" else ""))
         checked[spec.name] = array.astype(spec.dtype, copy=False)
     return checked
 
 
 CASE_SEPARATOR = "/"      # saved cases: "case0/input_ids", "case1/input_ids", ...
+ZIP_MAGIC = b"PK"          # how every .npz (a zip archive) begins
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise InputsError(f"inputs file {str(path)!r} does not exist")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise InputsError(f"{path}: a single array, not an .npz archive of named inputs (save with np.savez)")
-        with loaded as npz:
-            feed = {name: npz[name] for name in npz.files}
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic.startswith(ZIP_MAGIC):
+            with np.load(path, allow_pickle=False) as npz:
+                return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputsError(f"{path}: not a readable .npz file ({exc})") from None
-    return feed
+        raise InputsError(f"{path}: not a readable .npz file ({' '.join(str(exc).split())})") from None
+    # np.load would take anything else for a pickle and blame "pickled (object) data"
+    what = "a single .npy array" if magic == b"\x93NUMPY" else "not an .npz file (no zip archive, as np.savez writes)"
+    raise InputsError(f"{path}: {what}; give one array per graph input, named like the input")
 
 
 def split_cases(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

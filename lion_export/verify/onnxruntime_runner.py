@@ -1,4 +1,8 @@
-"""onnxruntime behind the runner interface (CPU by default); onnxruntime is imported only on `activate`."""
+"""onnxruntime behind the runner interface (CPU by default); onnxruntime is imported only on `activate`.
+
+Like the other runners, it feeds each floating input in the dtype the file declares (an fp16 file takes fp16 images
+where its fp32 twin takes fp32 ones), so two files compare on the same values; integer inputs pass as they are.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +12,8 @@ import numpy as np
 from .runner import Runner
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+FLOAT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16),
+               "tensor(double)": np.dtype(np.float64)}
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
@@ -62,6 +68,7 @@ class OnnxRuntimeRunner(Runner):
         self.providers = providers
         self.threads = threads
         self.session = None
+        self._float_inputs: dict[str, np.dtype] = {}
 
     def activate(self) -> None:
         import onnxruntime as ort
@@ -85,9 +92,11 @@ class OnnxRuntimeRunner(Runner):
         if inactive:     # onnxruntime falls back to the CPU silently when a GPU provider fails to start
             raise ProviderError(f"onnxruntime could not start {', '.join(inactive)} for {self.onnx_path} "
                                 f"(running {', '.join(self.session.get_providers())})")
+        self._float_inputs = {i.name: FLOAT_TYPES[i.type] for i in self.session.get_inputs() if i.type in FLOAT_TYPES}
 
     def deactivate(self) -> None:
         self.session = None
+        self._float_inputs = {}
 
     def describe(self) -> str:
         import onnxruntime as ort
@@ -96,7 +105,13 @@ class OnnxRuntimeRunner(Runner):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feed)))
+        return dict(zip(names, self.session.run(names, {k: self._cast(k, v) for k, v in feed.items()})))
+
+    def _cast(self, name: str, array: np.ndarray) -> np.ndarray:
+        """A floating input in the file's own float dtype; anything else unchanged."""
+        array = np.asarray(array)
+        wanted = self._float_inputs.get(name)
+        return array.astype(wanted, copy=False) if wanted is not None and array.dtype.kind == "f" else array
 
 
 __all__ = ["OnnxRuntimeRunner", "OPTIMIZATION_LEVELS", "PROVIDERS", "ProviderError", "SessionError",

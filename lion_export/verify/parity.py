@@ -12,8 +12,8 @@ since no model defines them.
 The bound each output is held to is calibrated by default (calibration.py: eager PyTorch run a second time in
 the graph's own dtype and form sets it), or the fixed table (tolerances.py); a user's atol / rtol, global or per
 output, replace either. Two files (ONNX or engine) are compared with each other on the same inputs, the first as
-the reference, against the fixed table of the lower of their precisions: with no model there is nothing to
-calibrate against.
+the reference; their bound is calibrated too when the checkpoint they came from is known (named, or found beside
+them by the sha256 their metadata records), else it is the fixed table of the lower of their precisions.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from .case_inputs import (InputSpec, InputsError, check_feed, graph_input_specs,
                      load_input_cases, make_image_feed, make_text_feed, save_arrays, tokens_for_image)
 from .onnxruntime_runner import resolve_providers
 from .parity_report import CaseResult, VerificationReport
+from .provenance import find_checkpoint, recorded_sha256, sha256_hint
 from .runner import Runner
 from .tolerances import TOLERANCES, Bounds, Tolerance, ToleranceRequest, tolerance_for
 from .torch_runner import TorchRunner
@@ -194,6 +195,32 @@ def _reference_dtype(config, cases: list[Case]) -> torch.dtype:
     return torch.float64 if worst <= FLOAT64_BUDGET_BYTES else torch.float32
 
 
+def _reference_precision(config, cases: list[Case], method: str, dtypes: list[str],
+                         notes: list[str]) -> tuple[torch.dtype, str]:
+    """The reference's torch dtype and the tolerance method that can apply with it (noted when they fall back):
+    an fp32 file cannot be calibrated against a reference that itself ran in float32."""
+    ref_dtype = _reference_dtype(config, cases)
+    if ref_dtype != torch.float64:
+        notes.append("reference ran in float32: float64 score matrices would exceed "
+                     f"{FLOAT64_BUDGET_BYTES / 2**30:.0f} GiB at the largest case")
+        if method == "calibrated" and set(dtypes) == {"fp32"}:
+            notes.append("no calibration: the reference itself ran in float32; the fixed fp32 table applies")
+            method = "fixed"
+    return ref_dtype, method
+
+
+def _form_of(graph: _Graph) -> str:
+    """The graph form the exporter recorded (metadata FORM_KEY); parallel when it recorded none (engines)."""
+    return graph.meta.get(FORM_KEY) if graph.meta.get(FORM_KEY) in FORMS else "parallel"
+
+
+def _eager_runner(model: torch.nn.Module, graph: _Graph, dtype: str, input_names: list[str]) -> TorchRunner:
+    """Eager PyTorch in `dtype` and in the file's own form and chunk size: the yardstick of calibration.py."""
+    form, chunk = _form_of(graph), _meta_int(graph.meta, "chunk_size") or config_of(model).chunk_size
+    return TorchRunner(model, input_names, graph.output_names, compute_dtype=torch_dtype(dtype),
+                       prepare=lambda m: _set_form(m, form, chunk))
+
+
 def _to_parallel(model: torch.nn.Module) -> None:
     from ..models import set_form
 
@@ -294,28 +321,24 @@ def _config_from_meta(meta: dict):
         return None
 
 
-def _sha256_hint(checkpoint_path: str | Path | None, meta: dict) -> str | None:
-    """A note when the file records being exported from a checkpoint other than this one."""
-    recorded = meta.get("checkpoint_sha256")
-    if checkpoint_path is None or not isinstance(recorded, str):
-        return None
-    from ..checkpoints import checkpoint_sha256
-
-    actual = checkpoint_sha256(checkpoint_path)
-    if actual == recorded:
-        return None
-    return (f"the checkpoint's sha256 {actual[:12]} differs from the {recorded[:12]} recorded in the file's "
-            "metadata: it was exported from another checkpoint")
-
-
 @dataclass
 class _Sides:
-    """The runners of one parity run: the reference, the artefact checked, and (calibrated) eager in its dtype."""
+    """The runners of one parity run: the reference, the artefact checked, and (calibrated) eager PyTorch in each
+    checked file's dtype and form (by label), measured against `baseline` (float64 eager; None: the reference)."""
 
     expected: Runner
     actual: Runner
-    calibration: Runner | None
+    calibration: dict[str, Runner]
     expected_is_model: bool
+    baseline: Runner | None = None
+
+
+def _model_infer(runner: Runner, case: Case, who: str) -> dict[str, np.ndarray]:
+    """runner.infer, where an input the model cannot take (token ids outside the vocabulary) is bad input."""
+    try:
+        return runner.infer(case.feed)
+    except (IndexError, RuntimeError) as exc:
+        raise InputsError(f"{who} cannot run input case {case.label}: {' '.join(str(exc).split())[:300]}") from None
 
 
 def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: ToleranceRequest,
@@ -324,24 +347,24 @@ def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: 
     kept: dict[str, dict[str, np.ndarray]] = {}
     with contextlib.ExitStack() as stack:
         expected_runner, actual_runner = stack.enter_context(sides.expected), stack.enter_context(sides.actual)
-        calibration = stack.enter_context(sides.calibration) if sides.calibration is not None else None
+        calibration = {label: stack.enter_context(r) for label, r in sides.calibration.items()}
+        baseline = stack.enter_context(sides.baseline) if sides.baseline is not None else None
         report.reference = expected_runner.describe() + report.reference
         report.actual = actual_runner.describe()
         for index, case in enumerate(_progress(cases, progress)):
-            try:
-                expected = expected_runner.infer(case.feed)
-            except (IndexError, RuntimeError) as exc:   # e.g. token ids outside the vocabulary
-                who = "the PyTorch model" if sides.expected_is_model else expected_runner.name
-                raise InputsError(f"{who} cannot run input case {case.label}: "
-                                  f"{' '.join(str(exc).split())[:300]}") from None
+            expected = _model_infer(expected_runner, case, "the PyTorch model" if sides.expected_is_model
+                                    else expected_runner.name)
             valid = _padding_masks(case.feed, expected)
-            eager = calibration.infer(case.feed) if calibration is not None else None
+            measured = {"float64": _model_infer(baseline, case, "the PyTorch model")} if baseline else {}
+            eager = {label: runner.infer(case.feed) for label, runner in calibration.items()}
+            against = measured.get("float64", expected)
             tolerances = {}
-            for name, out in expected.items():
+            for name in expected:
                 base = tolerance_for(report.dtype)
-                if eager is not None:
+                if eager:
                     try:
-                        base = calibrated_tolerance(out, eager[name], report.dtype, valid.get(name))
+                        base = calibrated_tolerance(against[name], [e[name] for e in eager.values()], report.dtype,
+                                                    valid.get(name))
                     except ValueError as exc:    # eager itself overflowed in this dtype: nothing to calibrate on
                         base = dataclasses.replace(base, basis=f"{base.basis} ({exc})")
                 tolerances[name] = request.apply(base, name)
@@ -356,8 +379,7 @@ def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: 
                 kept[f"case{index}/expected"] = expected
                 if actual is not None:
                     kept[f"case{index}/actual"] = actual
-                if eager is not None:
-                    kept[f"case{index}/eager-{report.dtype}"] = eager
+                kept.update({f"case{index}/{label}": out for label, out in {**measured, **eager}.items()})
             result = CaseResult(case.label, case.seq_len, case.batch,
                                 {k: list(v.shape) for k, v in case.feed.items()}, outputs)
             report.cases.append(result)
@@ -409,30 +431,20 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(TOLERANCES)}")
     config = config_of(model)
     varied, cases, notes = _cases(config, graph.specs, graph.meta, seq_lens, batch, inputs)
-    ref_dtype = _reference_dtype(config, cases)
-    if ref_dtype != torch.float64:
-        notes.append("reference ran in float32: float64 score matrices would exceed "
-                     f"{FLOAT64_BUDGET_BYTES / 2**30:.0f} GiB at the largest case")
-    method = request.method
-    if method == "calibrated" and dtype == "fp32" and ref_dtype == torch.float32:
-        notes.append("no calibration: the reference itself ran in float32; the fixed fp32 table applies")
-        method = "fixed"
+    ref_dtype, method = _reference_precision(config, cases, request.method, [dtype], notes)
     input_names = [s.name for s in graph.specs]
-    calibration = None
-    form = graph.meta.get(FORM_KEY) if graph.meta.get(FORM_KEY) in FORMS else "parallel"
-    if method == "calibrated":
-        chunk = _meta_int(graph.meta, "chunk_size") or config.chunk_size
-        calibration = TorchRunner(model, input_names, graph.output_names, compute_dtype=torch_dtype(dtype),
-                                  prepare=lambda m: _set_form(m, form, chunk))
+    form = _form_of(graph)
+    calibration = _eager_runner(model, graph, dtype, input_names) if method == "calibrated" else None
     mode = graph.meta.get(FORM_KEY) if isinstance(graph.meta.get(FORM_KEY), str) else None
     report = VerificationReport(
         artefact=str(onnx_path), mode=mode, dtype=dtype, reference=", parallel form", actual="",
         tolerance_method=method, error_stat=error_stat, varied=varied, notes=notes,
         calibration=None if calibration is None else f"eager pytorch, {form} form, {dtype}",
-        hint=_sha256_hint(checkpoint_path, graph.meta), reference_artefact=None if checkpoint_path is None
+        hint=sha256_hint(checkpoint_path, graph.meta), reference_artefact=None if checkpoint_path is None
         else str(checkpoint_path))
     sides = _Sides(TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype, prepare=_to_parallel),
-                   file_runner(onnx_path, providers=provider_names, optimization=optimization), calibration, True)
+                   file_runner(onnx_path, providers=provider_names, optimization=optimization),
+                   {} if calibration is None else {f"eager-{dtype}": calibration}, True)
     kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
     _save(cases, kept, save_inputs, save_outputs)
     _check_precision(report, graph)
@@ -464,25 +476,39 @@ def _localise(report: VerificationReport, model, graph: _Graph, cases: list[Case
     report.blocks, report.block_case, report.block_finding = rows, cases[index].label, summary
 
 
-def verify_files(reference_path: str | Path, actual_path: str | Path, *, seq_lens: list[int] | None = None,
-                 batch: int = 2, dtype: str | None = None, atol: float | Bounds | None = None,
-                 rtol: float | Bounds | None = None, error_stat: str = "max",
+def verify_files(reference_path: str | Path, actual_path: str | Path, *, model: torch.nn.Module | None = None,
+                 checkpoint_path: str | Path | None = None, tolerance: str = "calibrated",
+                 seq_lens: list[int] | None = None, batch: int = 2, dtype: str | None = None,
+                 atol: float | Bounds | None = None, rtol: float | Bounds | None = None, error_stat: str = "max",
                  inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
                  providers: str | tuple[str, ...] = "cpu", save_inputs: str | Path | None = None,
                  save_outputs: str | Path | None = None, progress: bool = True,
                  on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
     """Run two files (.onnx or engines) on the same inputs and compare the second against the first.
 
-    Inputs are generated from the model config recorded in an .onnx file's metadata (or given with `inputs`);
-    the bound is the fixed table of the lower precision of the two (fp16 if either is), with atol / rtol as in
-    verify_onnx. Other arguments as verify_onnx.
+    Inputs are generated once, in the first file's dtypes, from the model config (recorded in an .onnx file's
+    metadata) or given with `inputs`; each file takes them in the dtypes it declares. The bound is calibrated as
+    in verify_onnx when the checkpoint both files came from is known: eager PyTorch in each file's dtype and form
+    against float64, the two errors added (calibration.py). The checkpoint is `model` (already loaded; with
+    `checkpoint_path` its sha256 is checked against the files), else `checkpoint_path`, else a checkpoint beside
+    the files whose sha256 their metadata records (provenance.py). With none, or tolerance="fixed", the fixed
+    table of the lower precision applies: the last resort, and the report says which and why. Other arguments as
+    verify_onnx.
     """
     _check_request(batch, seq_lens, error_stat)
-    request = ToleranceRequest.build("fixed", atol, rtol)
+    request = ToleranceRequest.build(tolerance, atol, rtol)
     provider_names = resolve_providers(providers)
     first, second = _read_file(reference_path), _read_file(actual_path)
+    notes: list[str] = []
+    if model is None and request.method == "calibrated":
+        model, checkpoint_path = _files_checkpoint(checkpoint_path, (first, second), notes)
     described = first if first.specs is not None else second
+    if described.specs is None and model is not None:
+        described.specs, described.output_names = _signature_specs(model)
     specs, output_names = described.specs, described.output_names
+    for graph in (first, second):         # an engine's signature is the .onnx file's (or the model's)
+        if graph.kind == "engine":
+            graph.specs, graph.output_names = specs, output_names
     if output_names is not None:
         request.check_outputs(output_names)
     for graph in (first, second):
@@ -493,22 +519,62 @@ def verify_files(reference_path: str | Path, actual_path: str | Path, *, seq_len
     dtype = dtype or ("fp16" if "fp16" in dtypes else "fp32")
     if dtype not in TOLERANCES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(TOLERANCES)}")
-    config = _config_from_meta(described.meta)
+    config = config_of(model) if model is not None else _config_from_meta(described.meta)
     if config is None and inputs is None:
         raise ValueError(f"{described.path.name} records no model config to make inputs for: give the inputs "
-                         "(--load-inputs)")
-    varied, cases, notes = _cases(config, specs, described.meta, seq_lens, batch, inputs)
-    notes.append(f"file against file: the fixed {dtype} table applies (no model to calibrate against)")
+                         "(--load-inputs) or the checkpoint (--checkpoint)")
+    varied, cases, case_notes = _cases(config, specs, described.meta, seq_lens, batch, inputs)
+    notes += case_notes
+    file_dtypes = [g.dtype or dtype for g in (first, second)]
+    method, baseline, calibration = "fixed", None, {}
+    if model is not None and request.method == "calibrated":
+        ref_dtype, method = _reference_precision(config, cases, "calibrated", file_dtypes, notes)
+        names = [s.name for s in specs]
+        baseline = TorchRunner(model, names, output_names, compute_dtype=ref_dtype, prepare=_to_parallel)
+        calibration = {f"eager-{d} for {side}": _eager_runner(model, g, d, names)
+                       for side, g, d in zip(("expected", "actual"), (first, second), file_dtypes)}
+    if method == "fixed":
+        calibration, baseline = {}, None
+        why = ("as asked" if request.method == "fixed" else "the reference ran in float32" if model is not None
+               else "no checkpoint to calibrate against, the last resort: name it with --checkpoint, or keep it "
+               "beside the files")
+        notes.append(f"file against file: the fixed {dtype} table applies ({why})")
     report = VerificationReport(
         artefact=str(actual_path), mode=second.meta.get(FORM_KEY) if isinstance(second.meta.get(FORM_KEY), str)
-        else None, dtype=dtype, reference=f", {first.path.name}", actual="", tolerance_method="fixed",
-        error_stat=error_stat, varied=varied, notes=notes, reference_artefact=str(reference_path))
+        else None, dtype=dtype, reference=f", {first.path.name}", actual="", tolerance_method=method,
+        error_stat=error_stat, varied=varied, notes=notes, reference_artefact=str(reference_path),
+        calibration=None if not calibration else "eager pytorch in each file's dtype and form (" + ", ".join(
+            f"{d} {_form_of(g)}" for g, d in zip((first, second), file_dtypes)) + ") vs float64, errors added",
+        hint=next(filter(None, (sha256_hint(checkpoint_path, g.meta) for g in (first, second))), None))
     sides = _Sides(file_runner(reference_path, providers=provider_names, optimization=optimization),
-                   file_runner(actual_path, providers=provider_names, optimization=optimization), None, False)
+                   file_runner(actual_path, providers=provider_names, optimization=optimization), calibration, False,
+                   baseline)
     kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
     _save(cases, kept, save_inputs, save_outputs)
     _check_precision(report, second)
     return report
+
+
+def _files_checkpoint(checkpoint_path: str | Path | None, graphs: tuple[_Graph, _Graph],
+                      notes: list[str]) -> tuple[torch.nn.Module | None, Path | None]:
+    """The model two files were exported from, and its path: the checkpoint named (a file that cannot be read is
+    bad input), else one beside the files whose sha256 their metadata records (one that cannot be read is a note:
+    the comparison falls back to the fixed table)."""
+    from ..checkpoints import read_model
+
+    if checkpoint_path is not None:
+        return read_model(checkpoint_path), Path(checkpoint_path)
+    recorded = next(filter(None, (recorded_sha256(g.meta) for g in graphs)), None)
+    found = None if recorded is None else find_checkpoint(recorded, (g.path.parent for g in graphs))
+    if found is None:
+        return None, None
+    try:
+        model = read_model(found)
+    except ValueError as exc:           # CheckpointError: e.g. a public file that needs --config
+        notes.append(f"{found} matches the files' checkpoint sha256 but cannot be read ({' '.join(str(exc).split())})")
+        return None, None
+    notes.append(f"calibrated on {found}, found beside the files: its sha256 matches their metadata")
+    return model, found
 
 
 def _check_precision(report: VerificationReport, graph: _Graph) -> None:
