@@ -18,13 +18,18 @@ from lion_export.cli_errors import errors, fail
 from lion_export.cli_group import DefaultGroup
 from lion_export.cli_options import ParityOptions, checkpoint_options, parity_options, read_checkpoint
 from lion_export.cli_steps import build_and_report, verify_and_report
+from lion_export.cli_types import POSITIVE, CommaList, LibraryChoice, LibraryParsed
 from lion_export.console_output import CountedProgress, output_console
-from lion_export.cli_types import POSITIVE, CommaList, LibraryChoice
 from lion_export.output_targets import output_targets
 
 DTYPE = LibraryChoice("lion_export.export", "DTYPES")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks.")
+PROFILES = "lion_export.engine.profiles"
+
+
+def _profile_range(option: str) -> LibraryParsed:
+    return LibraryParsed(PROFILES, "parse_range", option, metavar="MIN,OPT,MAX")
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,8 +104,8 @@ def export_command(checkpoint: Path, mode: str, chunk_size: int, output: Path | 
             from lion_export.verify import verify_onnx
 
             verify_and_report(lambda: verify_onnx(model, output, progress=not (quiet or parity.as_json), batch=batch,
-                                                   checkpoint_path=checkpoint, **parity.for_checkpoint()),
-                               output, report_path, parity.as_json, quiet, debug, "wrote {file}; parity {verdict}")
+                                                  checkpoint_path=checkpoint, **parity.for_checkpoint()),
+                              output, report_path, parity.as_json, quiet, debug, "wrote {file}; parity {verdict}")
         if engine is not None:
             from lion_export.engine.build import BuildOptions
 
@@ -163,11 +168,11 @@ def verify(first: Path, second: Path, seq_lens: tuple[int, ...] | None, batch: i
 @click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Engine file (default: ONNX_FILE with the suffix .engine).")
-@click.option("--batch", metavar="MIN,OPT,MAX", help="Batch range of the engine (or one N); default: 1, the traced "
-                                                     "batch B, max(8, B).")
-@click.option("--seq-len", metavar="MIN,OPT,MAX",
+@click.option("--batch", type=_profile_range("--batch"),
+              help="Batch range of the engine (or one N); default: 1, the traced batch B, max(8, B).")
+@click.option("--seq-len", type=_profile_range("--seq-len"),
               help="Tokens (default: 1, the trace length, max_len); vision models: images of that many tokens.")
-@click.option("--image-size", metavar="HxW,HxW,HxW",
+@click.option("--image-size", type=LibraryParsed(PROFILES, "parse_image_sizes", metavar="HxW,HxW,HxW"),
               help="Vision models without a position embedding: min, opt, max image (or one HxW).")
 @click.option("--arch", metavar="LIST", help="TensorRT-RTX targets, e.g. sm_86,sm_89 (default: every target an fp32 "
                                              "graph builds for: sm_80,sm_86,sm_89,sm_120,sm_121).")
@@ -184,8 +189,8 @@ def verify(first: Path, second: Path, seq_lens: tuple[int, ...] | None, batch: i
               help="Build report JSON (default: beside the engine, MODEL.build.json).")
 @click.option("--quiet", is_flag=True, help="Print one line: the engine written.")
 @click.option("--debug", is_flag=True, help="Show TensorRT's log and tracebacks.")
-def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_len: str | None,
-                  image_size: str | None, arch: str | None, no_plugin: bool, aot: bool,
+def build_command(onnx_file: Path, output: Path | None, batch: Any, seq_len: Any, image_size: Any,
+                  arch: str | None, no_plugin: bool, aot: bool,
                   kernel_dirs: tuple[Path, ...], workspace: int | None, timing_cache: Path | None,
                   report_path: Path | None, quiet: bool, debug: bool) -> None:
     """Build a TensorRT engine from a lion-export ONNX file (TensorRT-RTX builds without a GPU).
@@ -195,18 +200,16 @@ def build_command(onnx_file: Path, output: Path | None, batch: str | None, seq_l
     lion-export build model.onnx --seq-len 1,512,4096 --arch sm_89
     """
     from lion_export.engine.build import BuildOptions
-    from lion_export.engine.profiles import ProfileOptions, parse_image_sizes, parse_range
+    from lion_export.engine.profiles import ProfileOptions
 
     if kernel_dirs and not aot:
         fail("--kernels goes with --aot")
     engine = onnx_file.with_suffix(".engine") if output is None else output
     targets = {"-o": engine, "--report": report_path, "--timing-cache": timing_cache}
     with errors(debug, "engine build"), output_targets(targets):
-        profiles = ProfileOptions(batch=parse_range("--batch", batch), seq_len=parse_range("--seq-len", seq_len),
-                                  image_size=parse_image_sizes(image_size))
-        options = BuildOptions(profiles=profiles, arch=arch, use_plugin=not no_plugin, workspace_mib=workspace,
-                               aot_kernels=tuple(kernel_dirs) if aot else None, timing_cache=timing_cache,
-                               report_path=report_path)
+        options = BuildOptions(profiles=ProfileOptions(batch, seq_len, image_size), arch=arch,
+                               use_plugin=not no_plugin, aot_kernels=tuple(kernel_dirs) if aot else None,
+                               workspace_mib=workspace, timing_cache=timing_cache, report_path=report_path)
         build_and_report(onnx_file, engine, options, quiet, debug)
 
 

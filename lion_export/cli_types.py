@@ -23,6 +23,26 @@ class LibraryChoice(click.Choice):
         return tuple(getattr(importlib.import_module(self.module), self.table))
 
 
+class LibraryParsed(click.ParamType):
+    """A value the library parses, e.g. lion_export.engine.profiles.parse_range("--batch", text): the function is
+    read on first use, and its ValueError is the usage error, in the library's words."""
+
+    def __init__(self, module: str, function: str, *leading: str, metavar: str) -> None:
+        self.module, self.function, self.leading, self.metavar = module, function, leading, metavar
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.metavar
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        parse = getattr(importlib.import_module(self.module), self.function)
+        try:
+            return parse(*self.leading, value)
+        except ValueError as exc:
+            raise click.UsageError(" ".join(str(exc).split()), ctx) from None
+
+
 class CommaList(click.ParamType):
     """`a,b,c` -> a tuple, each item converted (and refused) by `item`, e.g. click.IntRange(min=2)."""
 
@@ -60,4 +80,4 @@ class OutputBound(click.ParamType):
 
 POSITIVE = click.IntRange(min=1)
 
-__all__ = ["LibraryChoice", "CommaList", "OutputBound", "POSITIVE"]
+__all__ = ["LibraryChoice", "LibraryParsed", "CommaList", "OutputBound", "POSITIVE"]
