@@ -1,10 +1,9 @@
 """The `lion-export` command: checkpoint -> ONNX (+ verification), and the tools around it.
 
 Imported as `lion_export.cli` (lion_export/cli.py is a symlink to this file). Each command parses its options
-(click types and the option groups of lion_export.cli_options), calls the library and prints; the work lives in
-the `lion_export` package so that it can be tested and used without a shell. Errors, interrupts and write targets
-are handled the same way everywhere (lion_export.cli_errors, lion_export.output_targets). `lion-export model.pt
-...` with no command name means `lion-export export model.pt ...`, the main job.
+(click types, the option groups of lion_export.cli_options), calls the library, where the work lives, and prints.
+Errors, interrupts and write targets are handled alike everywhere (lion_export.cli_errors, .output_targets).
+`lion-export model.pt ...` means `lion-export export model.pt ...`, the main job.
 """
 from __future__ import annotations
 
@@ -22,14 +21,13 @@ from lion_export.cli_types import POSITIVE, CommaList, LibraryChoice, LibraryPar
 from lion_export.console_output import CountedProgress, output_console
 from lion_export.output_targets import output_targets
 
-DTYPE = LibraryChoice("lion_export.export", "DTYPES")
+DTYPE = LibraryChoice("lion_export.export", "DTYPES", "DTYPE")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks.")
-PROFILES = "lion_export.engine.profiles"
 
 
 def _profile_range(option: str) -> LibraryParsed:
-    return LibraryParsed(PROFILES, "parse_range", option, metavar="MIN,OPT,MAX")
+    return LibraryParsed("lion_export.engine.profiles", "parse_range", option, metavar="MIN,OPT,MAX")
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,14 +42,14 @@ def main() -> None:
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--mode", type=LibraryChoice("lion_export.export", "MODES"), default="chunked", show_default=True,
+@click.option("--mode", type=LibraryChoice("lion_export.export", "MODES", "MODE"), default="chunked", show_default=True,
               help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per LION pass, "
                    "backed by a local function) or parallel (full masked attention, the baseline).")
 @click.option("--chunk-size", type=POSITIVE, default=64, show_default=True, help="Chunk size of the chunked form.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .onnx file (default: CHECKPOINT with the suffix .onnx; missing folders are created).")
 @click.option("--dtype", type=DTYPE, default="fp32", show_default=True,
-              help="fp16: an fp16 graph (decay sums and exponentials stay fp32 inside).")
+              help="fp32 or fp16 (fp16 graph; decay sums and exponentials stay fp32 inside).")
 @click.option("--opset", type=int, metavar="N", help="Standard ONNX opset (default: the newest onnxruntime supports).")
 @click.option("--batch", type=POSITIVE, default=2, show_default=True, help="Batch size of the traced example input.")
 @click.option("--seq-len", type=POSITIVE,
@@ -119,11 +117,14 @@ def export_command(checkpoint: Path, mode: str, chunk_size: int, output: Path | 
               help="Token counts, e.g. 17,197,1024 (default: trace length, another, one not a multiple of the "
                    "chunk size).")
 @click.option("--batch", type=POSITIVE, default=2, show_default=True, help="Batch size of generated inputs.")
-@click.option("--dtype", type=DTYPE, help="The checked file's precision (default: read from the .onnx; engines: fp32).")
+@click.option("--dtype", type=DTYPE, help="The checked file's precision, fp32 or fp16 (default: read from the .onnx; "
+                                          "engines: fp32).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the JSON report here (and an error histogram PNG next to it).")
-@click.option("--optimization", type=LibraryChoice("lion_export.verify.onnxruntime_runner", "OPTIMIZATION_LEVELS"),
-              default="all", show_default=True, help="onnxruntime graph optimisation level.")
+@click.option("--optimization", type=LibraryChoice("lion_export.verify.onnxruntime_runner", "OPTIMIZATION_LEVELS",
+                                                "LEVEL"),
+              default="all", show_default=True,
+              help="onnxruntime graph optimisation level: all, extended, basic or disable.")
 @parity_options
 @checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
@@ -172,7 +173,8 @@ def verify(first: Path, second: Path, seq_lens: tuple[int, ...] | None, batch: i
               help="Batch range of the engine (or one N); default: 1, the traced batch B, max(8, B).")
 @click.option("--seq-len", type=_profile_range("--seq-len"),
               help="Tokens (default: 1, the trace length, max_len); vision models: images of that many tokens.")
-@click.option("--image-size", type=LibraryParsed(PROFILES, "parse_image_sizes", metavar="HxW,HxW,HxW"),
+@click.option("--image-size", type=LibraryParsed("lion_export.engine.profiles", "parse_image_sizes",
+                                                      metavar="HxW,HxW,HxW"),
               help="Vision models without a position embedding: min, opt, max image (or one HxW).")
 @click.option("--arch", metavar="LIST", help="TensorRT-RTX targets, e.g. sm_86,sm_89 (default: every target an fp32 "
                                              "graph builds for: sm_80,sm_86,sm_89,sm_120,sm_121).")
@@ -303,8 +305,8 @@ def inspect_command(file: Path, as_json: bool, debug: bool) -> None:
               help="GPU target, e.g. sm_87 (Jetson Orin); an unknown one lists the others.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Directory for the .ptx/.cubin files and manifest.json (created if missing).")
-@click.option("--dtype", type=LibraryChoice("lion_export.kernels.aot", "DTYPES"), default="fp16", show_default=True,
-              help="Element type of q, k, v, y.")
+@click.option("--dtype", type=LibraryChoice("lion_export.kernels.aot", "DTYPES", "DTYPE"), default="fp16",
+              show_default=True, help="Element type of q, k, v, y: fp16, bf16 or fp32.")
 @click.option("--head-dim", type=int, default=64, show_default=True, metavar="N", help="dk, the query/key head dim.")
 @click.option("--head-dim-v", type=int, metavar="N", help="dv, the value head dim (default: --head-dim).")
 @click.option("--chunk-size", type=int, default=64, show_default=True, metavar="N",
@@ -349,15 +351,15 @@ def compile_kernels_command(arch: str, out_dir: Path, dtype: str, head_dim: int,
 
 @main.command("bench")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--modes", type=CommaList(LibraryChoice("lion_export.bench", "MODES")),
+@click.option("--modes", type=CommaList(LibraryChoice("lion_export.bench", "MODES", "MODE")),
               default="parallel,chunked,recurrent", show_default=True, help="LION forms to time.")
-@click.option("--backends", type=CommaList(LibraryChoice("lion_export.bench", "BACKENDS")),
+@click.option("--backends", type=CommaList(LibraryChoice("lion_export.bench", "BACKENDS", "BACKEND")),
               default="eager,onnxruntime,tensorrt", show_default=True,
               help="Backends; an absent one (tensorrt without a GPU) is reported as skipped.")
 @click.option("--seq-lens", type=CommaList(click.IntRange(min=2)), default="256,1024,4096,16384", show_default=True,
               help="Sequence lengths (tokens).")
 @click.option("--batch", type=POSITIVE, default=1, show_default=True)
-@click.option("--dtype", type=DTYPE, default="fp32", show_default=True)
+@click.option("--dtype", type=DTYPE, default="fp32", show_default=True, help="fp32 or fp16.")
 @click.option("--threads", type=POSITIVE, default=1, show_default=True,
               help="CPU threads of every backend (1: the least noisy on a shared machine).")
 @click.option("--repeats", type=POSITIVE, default=5, show_default=True, help="Timed runs per point (median kept).")

@@ -111,7 +111,7 @@ def _parity(atol: tuple, rtol: tuple, per_block: bool, **values: Any) -> ParityO
 
 
 parity_options = _grouped("parity", _parity, [
-    click.option("--tolerance", type=LibraryChoice("lion_export.verify.tolerances", "TOLERANCE_METHODS"),
+    click.option("--tolerance", type=LibraryChoice("lion_export.verify.tolerances", "TOLERANCE_METHODS", "METHOD"),
                  default="calibrated", show_default=True,
                  help="calibrated (eager PyTorch in the graph's dtype sets each output's bound) or fixed "
                       "(the fp32 / fp16 table)."),
@@ -119,8 +119,8 @@ parity_options = _grouped("parity", _parity, [
                  help="Absolute tolerance for every output, or one output (logits:1e-4); repeatable."),
     click.option("--rtol", multiple=True, type=OutputBound(),
                  help="Relative tolerance (x |expected|), for every output or one; repeatable."),
-    click.option("--check-error-stat", "error_stat", type=LibraryChoice("lion_export.verify.compare", "ERROR_STATS"),
-                 default="max", show_default=True,
+    click.option("--check-error-stat", "error_stat", default="max", show_default=True,
+                 type=LibraryChoice("lion_export.verify.compare", "ERROR_STATS", "STAT"),
                  help="max (every element within its bound), mean or median of |err| / bound must be <= 1."),
     click.option("--providers", default="cpu", show_default=True, metavar="LIST",
                  help="onnxruntime execution providers, in order: cpu, cuda, tensorrt (cuda and tensorrt need "

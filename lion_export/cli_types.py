@@ -12,15 +12,19 @@ import click
 
 class LibraryChoice(click.Choice):
     """A click.Choice among the names of a library table (e.g. lion_export.export's MODES), read on first use:
-    the table stays the one vocabulary, and `lion-export --help` does not import the torch behind it."""
+    the table stays the one vocabulary, and --help does not import the torch behind it."""
 
-    def __init__(self, module: str, table: str) -> None:     # click.Choice.__init__ would read the table now
-        self.module, self.table = module, table
+    def __init__(self, module: str, table: str, metavar: str) -> None:  # click.Choice's would read the table now
+        self.module, self.table, self.metavar = module, table, metavar
         self.case_sensitive = True
 
     @cached_property
     def choices(self) -> tuple[str, ...]:       # type: ignore[override]
         return tuple(getattr(importlib.import_module(self.module), self.table))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """A name, not the list: --help must not import the library (the option's help names the choices)."""
+        return self.metavar
 
 
 class LibraryParsed(click.ParamType):
