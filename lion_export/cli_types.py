@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from .cli_errors import one_line
+
 
 class LibraryChoice(click.Choice):
     """A click.Choice among the names of a library table (e.g. lion_export.export's MODES), read on first use:
@@ -44,7 +46,7 @@ class LibraryParsed(click.ParamType):
         try:
             return parse(*self.leading, value)
         except ValueError as exc:
-            raise click.UsageError(" ".join(str(exc).split()), ctx) from None
+            raise click.UsageError(one_line(exc), ctx) from None
 
 
 class CommaList(click.ParamType):
