@@ -141,31 +141,28 @@ def summarize(path: str | Path) -> OnnxSummary:
 
 
 def print_summary(summary: OnnxSummary, console=None) -> None:
-    """Human-readable summary with rich tables."""
-    from rich.console import Console
+    """Human-readable summary: rich tables on a terminal, plain text at full width otherwise."""
     from rich.markup import escape
-    from rich.table import Table
 
-    console = console or Console()
+    from .console_output import output_console, print_table
+
+    console = console or output_console()
     console.print(f"[bold]{escape(summary.path)}[/]  {summary.size_bytes / 2**20:.2f} MiB, "
                   f"{summary.parameters:,} parameters, IR {summary.ir_version}, "
                   f"producer {escape(summary.producer or 'unknown')}")
     console.print("opsets: " + ", ".join(f"{d} {v}" for d, v in summary.opsets.items()))
     if summary.metadata:
-        meta = Table("key", "value", title="metadata", title_justify="left")
-        for key, value in summary.metadata.items():
-            meta.add_row(escape(key), escape(value if isinstance(value, str) else json.dumps(value)))
-        console.print(meta)
-    io = Table("", "name", "dtype", "shape", title="inputs / outputs (dynamic axes by name)", title_justify="left")
-    for kind, values in (("in", summary.inputs), ("out", summary.outputs)):
-        for name, sig in values.items():
-            io.add_row(kind, escape(name), sig["dtype"], escape("[" + ", ".join(map(str, sig["shape"])) + "]"))
-    console.print(io)
-    ops = Table("op", "graph", "in local functions", title="op histogram", title_justify="left")
-    for op in sorted(set(summary.op_histogram) | set(summary.function_op_histogram),
-                     key=lambda o: -(summary.op_histogram.get(o, 0) + summary.function_op_histogram.get(o, 0))):
-        ops.add_row(escape(op), str(summary.op_histogram.get(op, 0)), str(summary.function_op_histogram.get(op, 0)))
-    console.print(ops)
+        print_table(console, ("key", "value"), [(key, value if isinstance(value, str) else json.dumps(value))
+                                                for key, value in summary.metadata.items()], title="metadata")
+    print_table(console, ("", "name", "dtype", "shape"),
+                [(kind, name, sig["dtype"], "[" + ", ".join(map(str, sig["shape"])) + "]")
+                 for kind, values in (("in", summary.inputs), ("out", summary.outputs))
+                 for name, sig in values.items()], title="inputs / outputs (dynamic axes by name)")
+    ops = sorted(set(summary.op_histogram) | set(summary.function_op_histogram),
+                 key=lambda o: -(summary.op_histogram.get(o, 0) + summary.function_op_histogram.get(o, 0)))
+    print_table(console, ("op", "graph", "in local functions"),
+                [(op, str(summary.op_histogram.get(op, 0)), str(summary.function_op_histogram.get(op, 0)))
+                 for op in ops], title="op histogram")
     if summary.custom_nodes:
         console.print("custom nodes: " + escape(", ".join(f"{op} x{n}" for op, n in summary.custom_nodes.items())))
     else:

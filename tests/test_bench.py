@@ -89,10 +89,11 @@ def test_softmax_twin_is_softmax_attention():
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--modes", "sideways"), "--modes: unknown 'sideways'; choose from parallel, chunked, recurrent"),
-    (("--backends", "cuda"), "--backends: unknown 'cuda'; choose from eager, onnxruntime, tensorrt"),
-    (("--seq-lens", "1"), "--seq-lens must be a comma-separated list of integers >= 2"),
-    (("--dtype", "bf16"), "--dtype must be one of fp32, fp16"),
+    (("--modes", "sideways"), "'--modes': 'sideways' is not one of 'parallel', 'chunked', 'recurrent'"),
+    (("--backends", "eager,cuda"), "'--backends': 'cuda' is not one of 'eager', 'onnxruntime', 'tensorrt'"),
+    (("--seq-lens", "1"), "'--seq-lens': 1 is not in the range x>=2"),
+    (("--dtype", "bf16"), "'--dtype': 'bf16' is not one of 'fp32', 'fp16'"),
+    (("--warmup", "-1"), "'--warmup': -1 is not in the range x>=0"),
 ])
 def test_bad_options_are_one_line_exit_2(checkpoint, tmp_path, args, message):
     result = run(str(checkpoint), *args, "--out", str(tmp_path))
@@ -100,6 +101,20 @@ def test_bad_options_are_one_line_exit_2(checkpoint, tmp_path, args, message):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lion-export: error: ") and message in lines[0], result.output
     assert not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"forms": ("sideways",)}, "--modes: unknown 'sideways'; choose from parallel, chunked, recurrent"),
+    ({"backends": ()}, "--backends: unknown empty list"),
+    ({"seq_lens": (256, 1)}, r"--seq-lens must be integers >= 2, got \[256, 1\]"),
+    ({"warmup": -1}, "--warmup must be >= 0, got -1"),
+])
+def test_the_library_checks_a_request_itself(tmp_path, fields, message):
+    """Python callers get the same refusals as the command line (whose click types refuse first)."""
+    from lion_export.bench import BenchError
+
+    with pytest.raises(BenchError, match=message):
+        BenchRequest(checkpoint=tmp_path / "m.pt", out=tmp_path, **fields).check()
 
 
 def test_missing_checkpoint_is_one_line_exit_2(tmp_path):

@@ -111,7 +111,7 @@ def test_custom_node_with_wrong_inputs_is_refused_before_tensorrt(tmp_path, text
     (("--image-size", "32x32"), "--image-size is for vision models"),
     (("--arch", "sm_90"), "unknown --arch 'sm_90'; TensorRT-RTX targets: sm_75, sm_80, sm_86, sm_89, sm_120, sm_121"),
     (("--arch", "sm_75"), "builds only fp16 graphs"),
-    (("--workspace", "-1"), "--workspace must be a positive integer"),
+    (("--workspace", "-1"), "Invalid value for '--workspace': -1 is not in the range x>=1"),
     (("--aot",), "--aot needs standard TensorRT >= 10.9 (module tensorrt)"),
     (("--kernels", "."), "--kernels goes with --aot"),
 ])

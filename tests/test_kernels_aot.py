@@ -178,11 +178,12 @@ def test_compile_kernels_command(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--arch", "sm_99"], "unknown GPU target 'sm_99'"),
-    (["--arch", "sm_87", "--dtype", "int8"], "dtype must be one of"),
-    (["--arch", "sm_87", "--head-dim", "x"], "--head-dim must be an integer"),
+    (["--arch", "sm_87", "--dtype", "int8"], "Invalid value for '--dtype': 'int8' is not one of 'fp32', 'fp16', 'bf16'"),
+    (["--arch", "sm_87", "--head-dim", "x"], "Invalid value for '--head-dim': 'x' is not a valid integer"),
+    (["--arch", "sm_87", "--head-dim", "200"], "head_dim must be in 1..128, got 200"),
     (["--arch", "sm_87", "--ptx-version", "eight"], "a PTX version looks like 8.0"),
     (["--arch", "sm_87", "--ptx-version", "7.0"], "PTX version 7.0 is not available for sm_87"),
-    ([], "needs --arch"),
+    ([], "Missing option '--arch'"),
 ])
 def test_compile_kernels_command_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["compile-kernels", "--out", str(tmp_path / "k"), *args])

@@ -86,6 +86,12 @@ class CompiledKernel:
         """The parameters Triton added after the spec's arguments; a launcher passes them (null when unused)."""
         return self.ptx_params[len(self.spec.args):]
 
+    def describe(self) -> str:
+        """One line for a person: entry, grid formula, threads, shared memory, PTX parameters."""
+        return (f"{self.spec.name}: entry {self.entry}, grid ({' x '.join(self.spec.grid_formula)}), "
+                f"{self.spec.threads_per_block} threads, {self.shared_mem} B shared, {len(self.ptx_params)} PTX "
+                f"params ({len(self.hidden_params)} hidden, {len(self.stripped_params)} unused hidden dropped)")
+
     def launch(self, shape: ProblemShape) -> LaunchParams:
         """Grid, block and shared memory for one problem shape: a pure function of the shapes."""
         return LaunchParams(grid=self.spec.grid(shape), block=(WARP_SIZE * self.spec.num_warps, 1, 1),

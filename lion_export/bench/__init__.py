@@ -3,6 +3,6 @@ a fresh process, with the machine recorded (run: orchestration; worker: one poin
 machine: what ran it; plot: bench.png). Imports nothing heavy until run_bench is called."""
 from __future__ import annotations
 
-from .run import RUNTIMES, BenchError, BenchRequest, run_bench
+from .run import RUNTIMES, BenchError, BenchRequest, run_bench, series_lines
 
-__all__ = ["RUNTIMES", "BenchError", "BenchRequest", "run_bench"]
+__all__ = ["RUNTIMES", "BenchError", "BenchRequest", "run_bench", "series_lines"]

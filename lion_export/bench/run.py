@@ -276,4 +276,16 @@ def run_bench(request: BenchRequest, progress: Progress | None = None,
     return document
 
 
-__all__ = ["RUNTIMES", "BenchError", "BenchRequest", "run_bench"]
+def series_lines(document: dict[str, Any]) -> list[str]:
+    """bench.json as one line per series: each length's median latency and peak memory, or why it has none."""
+    lines = []
+    for series in document["series"]:
+        cells = [f"L={p['seq_len']}: " + (f"{p['median_ms']:.1f} ms / {p['peak_mib']:.0f} MiB"
+                                          if p["status"] == "ok" else p["status"])
+                 for p in document["points"] if p["series"] == series["series"]]
+        shown = f"(skipped: {series['skipped']})" if series["skipped"] else "; ".join(cells)
+        lines.append(f"{series['series']:<22} {shown}")
+    return lines
+
+
+__all__ = ["RUNTIMES", "BenchError", "BenchRequest", "run_bench", "series_lines"]

@@ -55,9 +55,10 @@ def profile_lines(profiles: dict[str, dict]) -> list[str]:
 
 
 def print_build_report(report: BuildReport, console) -> None:
-    """The summary after a build (stdout)."""
+    """The summary after a build (stdout): a rich table on a terminal, plain text at full width otherwise."""
     from rich.markup import escape
-    from rich.table import Table
+
+    from ..console_output import print_table
 
     console.print(f"[bold]{escape(report.engine)}[/]  {report.engine_bytes / 2**20:.2f} MiB, built in "
                   f"{report.build_seconds:.1f} s by {escape(report.backend)} {escape(report.version)}")
@@ -66,10 +67,7 @@ def print_build_report(report: BuildReport, console) -> None:
         console.print(escape(line))
     console.print(f"{report.network_layers} network layers, {report.plugin_layers} plugin layers "
                   f"(scan: {escape(report.plugin)})")
-    layers = Table("layer type", "count")
-    for kind, count in report.layers_by_type.items():
-        layers.add_row(escape(kind), str(count))
-    console.print(layers)
+    print_table(console, ("layer type", "count"), [(kind, str(count)) for kind, count in report.layers_by_type.items()])
     for note in report.notes:
         console.print(f"note: {escape(note)}")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_bytes_atomically
+from ..console_output import plain_table
 from .compare import OutputComparison
 
 COLUMNS = ("case", "output", "shape", "max abs err", "mean abs err", "bound", "headroom", "failing", "cosine",
@@ -139,25 +140,6 @@ def block_rows(report: VerificationReport) -> list[list[str]]:
                       "n/a" if math.isnan(out.headroom) else f"{out.headroom:.3g}",
                       f"{out.mismatched}/{out.compared}", "PASS" if out.passed else "FAIL"])
     return table
-
-
-def plain_table(headers: tuple[str, ...] | list[str], body: list[list[str]]) -> str:
-    """Columns padded to their widest cell, numbers right-aligned; never truncated."""
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
-    numeric = [all(_is_number(r[i]) for r in body) and bool(body) for i in range(len(headers))]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, body)])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return text == "n/a"
-    return True
 
 
 def _title(report: VerificationReport) -> str:
