@@ -2,14 +2,14 @@
 to ONNX and compared in onnxruntime on accuracy, latency and peak memory at long sequence lengths.
 
     python examples/long_sequence.py                          # train up to L = 256, compare at L = 256 .. 16384
-    python examples/long_sequence.py --train-len 64 --steps 60 --eval-lens 64,256 --bench-lens 256,1024
+    python examples/long_sequence.py --train-len 16 --steps 80 --eval-lens 64,256 --bench-lens 256,1024
 
 The task (generated on the fly, nothing to download): a sequence of L random filler tokens whose first token is a
 query token; somewhere in it a marker token is followed by one of 8 value tokens; the model must name that value
 from its output at position 0, so information has to travel from anywhere in the sequence to its start. Accuracy by
 chance: 12.5%.
 
-What makes LION-S learn it in a minute of CPU (measured; see the README's "Long sequences" section):
+What makes LION-S learn it in a minute of CPU (measured; see docs/examples.md):
 - No position embeddings (pos_embed=False): LION's decay already knows distances, and a learnt position embedding
   adds to every filler token's key a term whose dot product with the query changes sign with the position (the
   MLM convention's feature map is the identity), drowning the one informative token. Without them every filler
