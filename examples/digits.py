@@ -1,7 +1,7 @@
 """Train a small LION vision transformer on scikit-learn's 8x8 handwritten digits, export it, and show that the
 exported graphs classify the test set exactly as the PyTorch model does.
 
-    python examples/digits.py                                  # LION-S: ~1.5 min on a CPU core, 96.94% test accuracy
+    python examples/digits.py                                  # LION-S: ~1 min on a CPU core, 96.94% test accuracy
     python examples/digits.py --mask lit --out runs/lit        # LION-LIT (or --mask decay: LION-D)
     python examples/digits.py --checkpoint examples/lion_s_digits.pt   # no training: export + verify the bundled model
 
