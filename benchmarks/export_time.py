@@ -135,7 +135,8 @@ def position_embedding_comparison(args: argparse.Namespace, modes: list[str]) ->
         print(f"{mode}: without / with a position embedding: export {ratios['export_s']:.2f}x, "
               f"export CPU time {ratios['export_cpu_s']:.2f}x")
     write_results(args.out, "export_time_position_embedding.json", {
-        "benchmark": "export_time --position-embedding", "model": "vit-tiny (dim 192, 3 heads, 224 px), LION-S, depth 1",
+        "benchmark": "export_time --position-embedding",
+        "model": "vit-tiny (dim 192, 3 heads, 224 px), LION-S, depth 1",
         "source": str(args.source), "repeats": args.repeats, "cpu_count": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": os.getloadavg(), "summary": summary, "runs": rows})
 

@@ -12,7 +12,8 @@ save `digits.pt` (lion_export.save_checkpoint) -> export `digits_chunked.onnx` a
 verify parity (lion_export.verify.verify_onnx, float64 eager reference) -> run the whole test set through
 onnxruntime and print eager and onnxruntime accuracy side by side with the number of predictions that differ ->
 build a TensorRT engine where lion_export.engine and TensorRT are present. Every file goes to --out (default:
-examples/out/digits/, ignored by git). Exit status: 0 when parity holds and every prediction agrees, 1 when not, 2 on bad input.
+examples/out/digits/, ignored by git). Exit status: 0 when parity holds and every prediction agrees, 1 when not,
+2 on bad input.
 
 The model: 8x8 one-channel images, patch 2 (16 patches + the class token = 17 tokens), dim 64, 2 blocks of 4 heads,
 MLP ratio 2, a learnt position embedding (LION-LIT has no other notion of position): 69,714 parameters, 291 KB on
@@ -35,7 +36,7 @@ from typing import NoReturn
 import numpy as np
 
 EXPORT_FORMS = ("chunked", "recurrent")
-DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "digits"      # examples/out/ is in .gitignore
+DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "digits"   # examples/out/ is in .gitignore
 EXPORT_CHUNK = 8
 INPUT_NAME = "images"
 
