@@ -9,8 +9,14 @@ eager reference, as `lion-export` runs it after every export).
 Goals (issue 12): a 12-block chunked export with verification within 3x the 1-block one, and within 20 s on a
 2-core machine. The machine is shared: quote the ratios, which are measured in one run.
 
+--position-embedding (issue 17): depth 1, LION-S, with and without a learnt position embedding. Without one the
+image sides are dynamic, so the token count is a product of two symbols that every traced shape carries (the
+public checkpoints' case); the ratio of the two is reported, in wall and in CPU time (a shared machine inflates
+the wall time of whichever run meets the load). Results: export_time_position_embedding.json.
+
     python benchmarks/export_time.py                         # 3 repeats of each (depth, mode): a few minutes
     python benchmarks/export_time.py --source /old/checkout --out /tmp/before --repeats 1   # another tree's code
+    python benchmarks/export_time.py --position-embedding --repeats 1
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ DEPTHS = (1, 12)
 MODES = ("chunked", "recurrent")
 
 
-def child(depth: int, mode: str) -> dict:
+def child(depth: int, mode: str, mask: str = "lit", pos_embed: bool = True) -> dict:
     """One export + verification in this (fresh) process; returns its timings."""
     started = time.perf_counter()
     import torch
@@ -40,7 +46,7 @@ def child(depth: int, mode: str) -> dict:
     imported = time.perf_counter()
 
     torch.manual_seed(0)
-    model = create_model("vit-tiny", depth=depth).eval()
+    model = create_model("vit-tiny", depth=depth, mask=mask, pos_embed=pos_embed).eval()
     phases: list[list] = []
     clock = [time.perf_counter()]
 
@@ -53,22 +59,24 @@ def child(depth: int, mode: str) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
-        export_start = time.perf_counter()
+        export_start, export_cpu = time.perf_counter(), time.process_time()
         export_onnx(model, path, form=mode, progress=progress)
-        exported = time.perf_counter()
+        exported, exported_cpu = time.perf_counter(), time.process_time()
         phases[-1][1] = exported - clock[0]
         report = verify_onnx(model, path, progress=False)
         verified = time.perf_counter()
         size = path.stat().st_size
-    return {"depth": depth, "mode": mode, "import_s": imported - started, "export_s": exported - export_start,
+    return {"depth": depth, "mode": mode, "mask": mask, "pos_embed": pos_embed, "import_s": imported - started,
+            "export_s": exported - export_start, "export_cpu_s": exported_cpu - export_cpu,
             "verify_s": verified - exported, "export_and_verify_s": verified - export_start,
             "phases": phases, "passed": report.passed, "file_bytes": size}
 
 
-def run_child(depth: int, mode: str, source: Path) -> dict:
+def run_child(depth: int, mode: str, source: Path, mask: str = "lit", pos_embed: bool = True) -> dict:
     env = {**os.environ, "PYTHONPATH": str(source)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--child", str(depth), mode], env=env, cwd=source,
+    done = subprocess.run([sys.executable, __file__, "--child", str(depth), mode, mask, str(int(pos_embed))],
+                          env=env, cwd=source,
                           capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if done.returncode != 0:
@@ -97,18 +105,44 @@ def summarize(rows: list[dict]) -> dict:
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=2, metavar=("DEPTH", "MODE"), help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--source", type=Path, default=ROOT, help="Source tree whose lion_export is measured.")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1])))
-        return
-    modes = [m for m in args.modes.split(",") if m]
+def write_results(out: Path, name: str, results: dict) -> None:
+    sys.path.insert(0, str(ROOT))
+    from lion_export.atomic import write_bytes_atomically
+
+    out.mkdir(parents=True, exist_ok=True)
+    target = write_bytes_atomically(out / name, (json.dumps(results, indent=2) + "\n").encode())
+    print(f"wrote {target}")
+
+
+def position_embedding_comparison(args: argparse.Namespace, modes: list[str]) -> None:
+    """LION-S at depth 1 with and without a position embedding, interleaved; the ratio of the medians."""
+    rows = []
+    load_before = os.getloadavg()
+    for repeat in range(args.repeats):
+        for mode in modes:
+            for pos_embed in (True, False):
+                row = run_child(1, mode, args.source, mask="selective", pos_embed=pos_embed)
+                rows.append(row)
+                print(f"[{repeat + 1}/{args.repeats}] {mode:>9} {'with' if pos_embed else 'without'} position "
+                      f"embedding: export {row['export_s']:.1f} s (CPU {row['export_cpu_s']:.1f} s)", flush=True)
+    summary = {}
+    for mode in modes:
+        medians = {pos: {key: _median([r for r in rows if r["mode"] == mode and r["pos_embed"] == pos], key)
+                         for key in ("export_s", "export_cpu_s")} for pos in (True, False)}
+        ratios = {key: medians[False][key] / medians[True][key] for key in medians[True]}
+        summary[mode] = {"median_with": medians[True], "median_without": medians[False],
+                         "ratio_without_to_with": ratios}
+        print(f"{mode}: without / with a position embedding: export {ratios['export_s']:.2f}x, "
+              f"export CPU time {ratios['export_cpu_s']:.2f}x")
+    write_results(args.out, "export_time_position_embedding.json", {
+        "benchmark": "export_time --position-embedding",
+        "model": "vit-tiny (dim 192, 3 heads, 224 px), LION-S, depth 1",
+        "source": str(args.source), "repeats": args.repeats, "cpu_count": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(), "summary": summary, "runs": rows})
+
+
+def depth_comparison(args: argparse.Namespace, modes: list[str]) -> None:
+    """vit-tiny LION-LIT at depths 1 and 12, interleaved; the ratio of the medians (issue 12)."""
     rows = []
     load_before = os.getloadavg()
     for repeat in range(args.repeats):
@@ -127,16 +161,31 @@ def main() -> None:
         print(f"{mode}: depth {DEPTHS[-1]} / depth {DEPTHS[0]}: export+verify {ratios['export_and_verify_s']:.2f}x, "
               f"export {ratios['export_s']:.2f}x, process {ratios['process_wall_s']:.2f}x; depth {DEPTHS[-1]} "
               f"process {deep['process_wall_s']:.1f} s (median)")
-    results = {"benchmark": "export_time", "model": "vit-tiny (dim 192, 3 heads, 197 tokens), LION-LIT",
-               "source": str(args.source), "repeats": args.repeats, "cpu_count": os.cpu_count(),
-               "load_average_before": load_before, "load_average_after": os.getloadavg(),
-               "summary": summary, "runs": rows}
-    sys.path.insert(0, str(ROOT))
-    from lion_export.atomic import write_bytes_atomically
+    write_results(args.out, "export_time.json", {
+        "benchmark": "export_time", "model": "vit-tiny (dim 192, 3 heads, 197 tokens), LION-LIT",
+        "source": str(args.source), "repeats": args.repeats, "cpu_count": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(), "summary": summary, "runs": rows})
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = write_bytes_atomically(args.out / "export_time.json", (json.dumps(results, indent=2) + "\n").encode())
-    print(f"wrote {target}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=4, metavar=("DEPTH", "MODE", "MASK", "POS_EMBED"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--position-embedding", action="store_true",
+                        help="compare LION-S exports with and without a position embedding instead of the depths")
+    parser.add_argument("--source", type=Path, default=ROOT, help="Source tree whose lion_export is measured.")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    if args.child:
+        depth, mode, mask, pos_embed = args.child
+        print(json.dumps(child(int(depth), mode, mask, pos_embed == "1")))
+        return
+    modes = [m for m in args.modes.split(",") if m]
+    if args.position_embedding:
+        position_embedding_comparison(args, modes)
+    else:
+        depth_comparison(args, modes)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ attention), each trained with its own weights on the same batches. LION trains i
 kernels on CUDA). Exports: LION chunked and recurrent (lion_export.export.export_onnx, parity verified), softmax
 through torch.onnx (the same exporter, parallel form). Accuracy: onnxruntime on the exported graphs, on a fixed
 evaluation set per length. Latency and peak memory: `lion-export bench`'s machinery (lion_export.bench.run_bench),
-each point in a fresh process. Outputs in --out: long_sequence.json, long_sequence.png, bench.json, bench.png and
-the checkpoints.
+each point in a fresh process. Outputs in --out (default: examples/out/long_sequence/, ignored by git):
+long_sequence.json, long_sequence.png, bench.json, bench.png and the checkpoints.
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ from typing import NoReturn
 import numpy as np
 
 QUERY, MARKER, FIRST_VALUE, VALUES, FILLER, VOCAB = 1, 2, 3, 8, 11, 16
+DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "long_sequence"   # examples/out/ is in .gitignore
 FIRST_TRAIN_LEN = 16
 
 
@@ -88,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="latency lengths")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads everywhere (default 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path.cwd(), help="directory for every output (default: cwd)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="directory for every output (default: examples/out/long_sequence)")
     args = parser.parse_args(argv)
     for name in ("train_len", "steps", "batch_size", "dim", "heads", "depth", "eval_size", "softmax_eval_max",
                  "threads"):

@@ -72,6 +72,13 @@ def test_pipeline_at_tiny_size(tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+
+def test_outputs_default_to_a_folder_of_their_own():
+    """Without --out the files go under examples/out/ (ignored by git: test_example_digits.py checks), not into
+    the directory the script was started from."""
+    assert long_sequence.parse_args([]).out == ROOT / "examples" / "out" / "long_sequence"
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path):
     done = run_example("--eval-lens", "4", "--out", str(tmp_path))
     assert done.returncode == 2

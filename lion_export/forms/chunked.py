@@ -139,16 +139,16 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
         zero = torch.zeros((), dtype=mix.dtype, device=mix.device)
         mix = torch.where(idx[None, :] > idx[:, None], mix, zero)
         return (mix if reverse else mix.transpose(-1, -2)) @ u
-    pad = (-n) % GROUP
+    groups = (n + GROUP - 1) // GROUP
     if not isinstance(n, int):
         # a graph: one more group of padding, so that no level's group count is 1 when traced at a short L
         # (the exporter would fix a count of 1 into the graph, which then fails at a longer L)
-        pad = pad + GROUP
-    u = pad_length(u, pad, -2)
-    totals = pad_length(totals, pad, -1)
-    lead, width = u.shape[:-2], u.shape[-1]
-    u = u.reshape(*lead, -1, GROUP, width)
-    totals = totals.reshape(*lead, -1, GROUP)
+        groups = groups + 1
+    # sizes given, never inferred (-1): inferring one divides symbolic sizes, and that division of nested
+    # ceilings was most of a dynamic-length export's tracing time
+    pad = groups * GROUP - n
+    u = pad_length(u, pad, -2).unflatten(-2, (groups, GROUP))
+    totals = pad_length(totals, pad, -1).unflatten(-1, (groups, GROUP))
     before = cumsum_exclusive(totals).exp()             # decay from the group start to item r (excluded)
     after = cumsum_exclusive(totals, reverse=True).exp()  # from item r (excluded) to the group end
     into_group, read_weight = (before, after) if reverse else (after, before)
@@ -159,7 +159,7 @@ def carried_states(u: torch.Tensor, totals: torch.Tensor, reverse: bool, levels:
         local.addcmul_(read_weight.unsqueeze(-1), group_states.unsqueeze(-2))
     else:
         local = local + read_weight.unsqueeze(-1) * group_states.unsqueeze(-2)
-    return local.reshape(*lead, -1, width)[..., :n, :]
+    return local.flatten(-3, -2)[..., :n, :]
 
 
 def scan_states_(u: torch.Tensor, totals: torch.Tensor, reverse: bool, carry: torch.Tensor) -> torch.Tensor:
@@ -260,7 +260,7 @@ def _in_one_run(x: ChunkedInputs, normalize: bool, eps: float) -> torch.Tensor:
     out = torch.bmm(x.masked(torch.bmm(x.q, x.k.transpose(-1, -2)), slice(None)), values)
     keys = weighted_pair(x.k.transpose(-1, -2), x.key_w[:, None, :, 0], x.key_w[:, None, :, 1], -2)
     width = values.shape[-1]
-    per_direction = torch.bmm(keys, values).view(*x.totals.shape[:2], -1, 2, dk * width)
+    per_direction = torch.bmm(keys, values).view(*x.totals.shape, 2, dk * width)
     levels = hierarchy_levels(x.totals.shape[-1])
     states = torch.stack([carried_states(per_direction[..., 0, :], x.totals, False, levels),
                           carried_states(per_direction[..., 1, :], x.totals, True, levels)], dim=-2)
@@ -283,16 +283,16 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
         return _linear_attention(q, k, v, normalize, eps)
     batch, heads, length, _ = q.shape
     lean = in_place_ok(q, k, v, a)
-    pad = (-length) % chunk_size
+    per_row = (length + chunk_size - 1) // chunk_size                   # chunks per (batch, head) row
+    pad = per_row * chunk_size - length     # sizes given, never inferred: see carried_states
 
     def chunks(x: torch.Tensor) -> torch.Tensor:
         x = pad_length(x, pad, -1 if x.dim() == 3 else -2)
-        return x.reshape(-1, chunk_size, *x.shape[3:])
+        return x.unflatten(2, (per_row, chunk_size)).flatten(0, 2)
 
     qc, kc, vc, ac = (chunks(x) for x in (q, k, v, a))
     n_items = qc.shape[0]
-    totals = ac.sum(-1).reshape(batch, heads, -1)                       # (B, H, N)
-    per_row = totals.shape[-1]                                          # chunks per (batch, head) row
+    totals = ac.sum(-1).unflatten(0, (batch, heads, per_row))          # (B, H, N)
     head_masks = None if head_decay is None else decay_mask(head_decay[:, None].expand(-1, chunk_size), lean)
 
     def masked(scores: torch.Tensor, sl: slice) -> torch.Tensor:
@@ -304,7 +304,7 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
             mask = head_masks.index_select(0, rows % heads)
         else:           # one run: each head's mask broadcast over the batch and the chunks
             masks = head_masks.view(1, heads, 1, chunk_size, chunk_size)
-            return (scores.unflatten(0, (batch, heads, -1)) * masks).flatten(0, 2)
+            return (scores.unflatten(0, (batch, heads, per_row)) * masks).flatten(0, 2)
         return scores.mul_(mask) if lean else scores * mask
 
     # Forward: keys decay from token j to the end of their chunk (sum_{t=j}^{e} a_t), queries from the chunk
@@ -313,4 +313,4 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torc
     query_w = torch.stack([cumsum_exclusive(ac), cumsum_exclusive(ac, reverse=True)], -1).exp()
     x = ChunkedInputs(qc, kc, vc, key_w, query_w, totals, masked)
     out = _in_runs(x, normalize, eps) if lean else _in_one_run(x, normalize, eps)
-    return out.reshape(batch, heads, -1, v.shape[-1])[:, :, :length]
+    return out.unflatten(0, (batch, heads, per_row)).flatten(2, 3)[:, :, :length]
