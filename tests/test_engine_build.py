@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from engine_exports import exported
 from lion_export.cli import main
 from lion_export.engine.backend import load_backend
-from lion_export.engine.build import BuildOptions, build_engine
+from lion_export.engine.build import RTX_PLUGIN_WARNING, BuildOptions, build_engine
 from lion_export.engine.header import build_report_path, read_engine_header
 from lion_export.engine.profiles import AxisRange, ProfileOptions
 
@@ -98,6 +98,8 @@ def test_build_command_prints_backend_targets_layers_and_writes_the_report(tmp_p
     assert "1 plugin layers (scan: lion::SelectiveScan v1)" in result.stdout and "PLUGIN_V3" in result.stdout
     assert "profile input_ids: min 1x4, opt 2x24, max 4x48" in result.stdout
     assert "Building engine" in result.stderr                         # a line per phase (not a terminal)
+    warning = [line for line in result.stderr.splitlines() if line.startswith("lion-export: warning:")]
+    assert warning == [f"lion-export: warning: {RTX_PLUGIN_WARNING}"]  # a plugin engine built by TensorRT-RTX
     report = json.loads(report_path.read_text())
     assert report["profiles"]["attention_mask"] == {"min": [1, 4], "opt": [2, 24], "max": [4, 48]}
     assert read_engine_header(engine).targets == ["sm_89"]
@@ -133,6 +135,7 @@ def test_one_command_export_verify_build(tmp_path):
                                        "--quiet"])
     assert result.exit_code == 0, result.output + result.stderr
     lines = result.stdout.strip().splitlines()
+    assert "--no-plugin or export the chunked form" in result.stderr     # said even with --quiet
     assert lines[0].endswith("parity PASSED") and lines[1].startswith(f"wrote {tmp_path / 'model.engine'}")
     report = json.loads((tmp_path / "model.build.json").read_text())
     assert report["mode"] == "recurrent" and report["plugin_layers"] == report["scan_nodes"] == 1

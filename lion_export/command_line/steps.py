@@ -46,6 +46,8 @@ def build_and_report(onnx_file: Path, engine_path: Path, options: Any, quiet: bo
         options.verbose_log = lambda line: stderr.print(line, highlight=False, markup=False)
     with errors(debug, "engine build", failed=(BuildError,)):
         report = build_engine(onnx_file, engine_path, options, choose_display(stderr, quiet=quiet))
+    for warning in report.warnings:
+        click.echo(f"lion-export: warning: {warning}", err=True)
     if quiet:
         click.echo(f"wrote {report.engine} ({report.backend} {report.version}, {report.engine_bytes / 2**20:.2f} MiB, "
                    f"{report.build_seconds:.1f} s, {report.plugin_layers} plugin layers)")

@@ -37,6 +37,13 @@ class ParseError(ValueError):
     """TensorRT's ONNX parser refused the file."""
 
 
+# TensorRT-RTX builds plugin engines, but its porting guide says its runtime does not support plugins (an open
+# issue on NVIDIA's TensorRT-RTX repository), and no such engine has been run by this project: say so at build time.
+RTX_PLUGIN_WARNING = ("TensorRT-RTX built this engine with plugin layers, but its runtime is documented not to "
+                      "support plugins and no such engine has been run here: for an engine that needs no plugin, "
+                      "rebuild with --no-plugin or export the chunked form (--mode chunked)")
+
+
 @dataclass
 class BuildOptions:
     """Everything `lion-export build` can set; the defaults are the command's."""
@@ -182,6 +189,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
             write_bytes_atomically(options.timing_cache, bytes(memoryview(cache.serialize())))
             timing = str(options.timing_cache)
     plugin_layers = sum(n for kind, n in layers.items() if kind.startswith("PLUGIN"))
+    warnings = [RTX_PLUGIN_WARNING] if backend.is_rtx and plugin_layers else []
     plugin = ("none needed (no lion.SelectiveScan nodes)" if not graph.scan_nodes else
               "inlined local function (--no-plugin)" if not options.use_plugin else
               PLUGIN_LABEL if options.aot_kernels is None else AOT_LABEL)
@@ -192,10 +200,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
         profiles={p.name: p.to_dict() for p in profiles}, arch=arch, engine_bytes=serialized.nbytes,
         parse_seconds=round(parse_seconds, 3), build_seconds=round(build_seconds, 3),
         workspace_bytes=None if options.workspace_mib is None else options.workspace_mib * 2**20,
-        timing_cache=timing, notes=notes)
+        timing_cache=timing, notes=notes, warnings=warnings)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report.write_json(report_path)
     return report
 
 
-__all__ = ["BuildError", "BuildOptions", "ParseError", "PLUGIN_LABEL", "AOT_LABEL", "build_engine", "check_output_path"]
+__all__ = ["BuildError", "BuildOptions", "ParseError", "PLUGIN_LABEL", "AOT_LABEL", "RTX_PLUGIN_WARNING", "build_engine",
+           "check_output_path"]

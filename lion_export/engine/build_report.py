@@ -37,6 +37,7 @@ class BuildReport:
     workspace_bytes: int | None = None
     timing_cache: str | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # printed on stderr even with --quiet
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
