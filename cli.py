@@ -16,7 +16,7 @@ from lion_export.command_line.errors import errors, fail
 from lion_export.command_line.group import DefaultGroup
 from lion_export.command_line.options import ParityOptions, checkpoint_options, parity_options, read_checkpoint
 from lion_export.command_line.steps import build_and_report, verify_and_report
-from lion_export.command_line.param_types import POSITIVE, CommaList, LibraryChoice, LibraryParsed
+from lion_export.command_line.param_types import POSITIVE, CommaList, Count, LibraryChoice, LibraryParsed
 from lion_export.console_output import CountedProgress, output_console
 from lion_export.output_targets import output_targets
 
@@ -368,7 +368,7 @@ def compile_kernels_command(arch: str, out_dir: Path, dtype: str, head_dim: int,
 @click.option("--threads", type=POSITIVE, default=1, show_default=True,
               help="CPU threads of every backend (1: the least noisy on a shared machine).")
 @click.option("--repeats", type=POSITIVE, default=5, show_default=True, help="Timed runs per point (median kept).")
-@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs before them.")
+@click.option("--warmup", type=Count(min=0), default=2, show_default=True, help="Untimed runs before them.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
               metavar="S", help="Seconds one point may take before it is recorded as a timeout.")
 @click.option("--no-softmax", is_flag=True, help="Leave out the softmax-attention baseline.")

@@ -91,3 +91,18 @@ def test_readme_python_export_and_verify_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "parity PASSED" in done.stdout
     assert {p.name for p in tmp_path.iterdir()} >= {"digits.onnx", "report.json", "report.errors.png"}
+
+
+def test_docs_cli_lists_every_option_of_every_command():
+    """docs/cli.md is the reference of the command line: each command has its section, and every option of it
+    (its own, or one of the shared groups listed once at the end) appears there by name."""
+    import click
+
+    from lion_export.cli import main
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    missing = [f"{name} {opt}" for name, command in main.commands.items()
+               for param in command.params if isinstance(param, click.Option) and param.name != "help"
+               for opt in param.opts if f"`{opt}" not in text and f", {opt}" not in text]
+    assert not missing
+    assert all(f"## {name}\n" in text for name in main.commands)

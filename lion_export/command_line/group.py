@@ -1,5 +1,5 @@
 """The `lion-export` command group: a checkpoint path with no command name means `export`, a mistyped command name is
-said to be one, and usage errors and interrupts end as the other errors do (cli_errors)."""
+said to be one, and usage errors and interrupts end as the other errors do (errors.py)."""
 from __future__ import annotations
 
 import difflib

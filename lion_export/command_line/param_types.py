@@ -84,6 +84,13 @@ class OutputBound(click.ParamType):
         return name or None, bound
 
 
-POSITIVE = click.IntRange(min=1)
+class Count(click.IntRange):
+    """A whole number of something (tokens, runs, threads) from `min` up, shown as N in --help, not INTEGER RANGE."""
 
-__all__ = ["LibraryChoice", "LibraryParsed", "CommaList", "OutputBound", "POSITIVE"]
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "N"
+
+
+POSITIVE = Count(min=1)
+
+__all__ = ["LibraryChoice", "LibraryParsed", "CommaList", "OutputBound", "Count", "POSITIVE"]
