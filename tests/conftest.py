@@ -15,6 +15,10 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# pytest-xdist runs one worker per core (pyproject.toml): each worker's torch then keeps to one thread, so the
+# workers do not oversubscribe the cores between them
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    torch.set_num_threads(1)
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py, the independent float64 reference
 
