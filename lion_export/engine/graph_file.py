@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..scan_op import DOMAIN, EPS, INPUTS, NORMALIZE, OP_TYPE, OUTPUTS, PLUGIN_NAMESPACE_ATTRIBUTE, is_scan_op
+from ..scan_op import (DOMAIN, EPS, INPUTS, NORMALIZE, OP_TYPE, OUTPUTS, PLUGIN_NAMESPACE_ATTRIBUTE,
+                       is_linear_attention, is_scan_op)
 
 
 class GraphFileError(ValueError):
@@ -41,6 +42,11 @@ class LionGraph:
     def scan_nodes(self) -> int:
         """lion.SelectiveScan nodes: one per mixer in a recurrent export, none otherwise."""
         return sum(1 for n in self.model.graph.node if is_scan_op(n.domain, n.op_type))
+
+    @property
+    def linear_attention_nodes(self) -> int:
+        """Standard LinearAttention nodes: two per LION pass in a recurrent export with scan op "onnx"."""
+        return sum(1 for n in self.model.graph.node if is_linear_attention(n.domain, n.op_type))
 
     def without_plugin_binding(self) -> bytes:
         """The serialized model with `plugin_namespace` dropped from the custom nodes and their local function."""
