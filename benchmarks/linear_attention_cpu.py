@@ -1,14 +1,20 @@
 """Benchmark: the recurrent form as standard LinearAttention nodes (--scan-op onnx) in onnxruntime on the CPU,
 against the same form as the lion.SelectiveScan node (run through its local function) and the chunked form (issue 20).
 
+A fourth file, "contrib kernel", is the standard-op file with its LinearAttention nodes moved to onnxruntime's
+com.microsoft domain: onnxruntime 1.32 registers its CPU kernel for the op there only, and runs the ai.onnx op by
+expanding the op's ONNX function (a Scan over tokens). It is not an export lion-export offers; it shows what the
+same graph costs on a runtime with a kernel for the op.
 Two scopes, each at L = 1k, 4k, 16k tokens, 1 and 2 threads, LION-S, fp32, batch 1:
     mixer : one LION pass alone on q, k, v (3 heads x 64) and per-token log decays: the lion.SelectiveScan node
             with its local function, the same node rewritten as two LinearAttention nodes
             (lion_export.export.linear_attention), and the chunked form traced by torch.onnx (chunk 64)
     block : one LION-S block at vit-tiny width (benchmarks/onnx_cpu.py's model: dim 192, 3 heads, patch 1, so
             L = side^2 + 1 = 1025, 4097, 16385) exported by export_onnx in the three ways
-Per (scope, L) one fresh child process builds every session (three exports x two thread counts) and runs them
-interleaved, --repeats rounds after a warm-up, and reports medians, so the ratios come from one machine state.
+Per (scope, L, threads) one fresh child process builds the three exports' sessions and runs them interleaved,
+--repeats rounds after a warm-up, and reports medians, so the ratios come from one machine state. Thread counts
+get separate children: onnxruntime's idle worker threads spin after a run, and a 2-thread session's spinning
+slowed the 1-thread runs after it by up to 3x when they shared a process.
 Peak memory: one fresh child per (scope, export, L) at 1 thread, the kernel's peak-RSS counter reset before one
 run (onnx_cpu.py's helpers), minus the RSS with the session and inputs in place. Denormals are flushed to zero
 (see onnx_cpu.py for why).
@@ -35,7 +41,8 @@ from plotting import plot_latency_and_memory
 HEADS, HEAD_DIM, CHUNK, OPSET = 3, 64, 64, 28
 LENGTHS = [1024, 4096, 16384]
 SCOPES = ("mixer", "block")
-EXPORTS = ("standard op", "lion node", "chunked")
+EXPORTS = ("standard op", "lion node", "chunked", "contrib kernel")
+CONTRIB_DOMAIN = "com.microsoft"
 THREADS = (1, 2)
 
 
@@ -68,7 +75,23 @@ def _scan_node_model():
     inputs.append(helper.make_tensor_value_info("log_decay", TensorProto.FLOAT, shape[:3]))
     graph = helper.make_graph([node], "mixer", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
     return helper.make_model(graph, functions=[selective_scan_function(OPSET)],
-                             opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
+                             opset_imports=[helper.make_opsetid("", OPSET),
+                                            helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
+
+
+def save_contrib_twin(path: Path) -> None:
+    """`path` with its LinearAttention nodes in the com.microsoft domain, saved beside it as "contrib kernel"."""
+    import onnx
+    from onnx import helper
+
+    from lion_export.scan_op import is_linear_attention
+
+    model = onnx.load(path)
+    for node in model.graph.node:
+        if is_linear_attention(node.domain, node.op_type):
+            node.domain = CONTRIB_DOMAIN
+    model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    onnx.save(model, path.with_name(path.name.replace("standard op", "contrib kernel")))
 
 
 def export_mixers(folder: Path) -> None:
@@ -83,6 +106,7 @@ def export_mixers(folder: Path) -> None:
     onnx.save(node, folder / "mixer_lion node.onnx")
     replace_selective_scans(node, HEADS, GATED)
     onnx.save(node, folder / "mixer_standard op.onnx")
+    save_contrib_twin(folder / "mixer_standard op.onnx")
 
     class Chunked(torch.nn.Module):
         def forward(self, q, k, v, log_decay):
@@ -107,6 +131,7 @@ def export_blocks(folder: Path, lengths: list[int]) -> None:
                                     ("chunked", "chunked", "lion")):
             export_onnx(model, folder / f"block_{name}_{length}.onnx", form=form, chunk_size=CHUNK, batch=2,
                         opset=OPSET, scan_op=scan_op)
+        save_contrib_twin(folder / f"block_standard op_{length}.onnx")
         print(f"exported the block at L={block_side(length) ** 2 + 1}", flush=True)
 
 
@@ -135,10 +160,9 @@ def _runner(scope: str, name: str, length: int, folder: Path, threads: int):
     return lambda: session.run(None, feed)
 
 
-def child_times(scope: str, length: int, folder: Path, repeats: int) -> dict:
-    """Fresh interpreter: every (export, threads) at one (scope, L), interleaved rounds; medians in seconds."""
-    runs = {f"{name}@{threads}": _runner(scope, name, length, folder, threads)
-            for name in EXPORTS for threads in THREADS}
+def child_times(scope: str, length: int, threads: int, folder: Path, repeats: int) -> dict:
+    """Fresh interpreter: every export at one (scope, L, threads), interleaved rounds; medians in seconds."""
+    runs = {name: _runner(scope, name, length, folder, threads) for name in EXPORTS}
     for run in runs.values():
         run()                                                   # warm-up
     times: dict[str, list[float]] = {key: [] for key in runs}
@@ -178,7 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, scope, *rest = args.child
-        result = (child_times(scope, int(rest[0]), Path(rest[1]), int(rest[2])) if kind == "times"
+        result = (child_times(scope, int(rest[0]), int(rest[1]), Path(rest[2]), int(rest[3])) if kind == "times"
                   else child_memory(scope, rest[0], int(rest[1]), Path(rest[2])))
         print(json.dumps(result))
         return
@@ -191,19 +215,20 @@ def main() -> None:
             export_mixers(folder)
         if "block" in args.scopes:
             export_blocks(folder, args.lengths)
-        print(f"{'scope':>6} {'L':>6} {'export':>12} {'1 thread ms':>12} {'2 threads ms':>13} {'peak MiB':>9}",
+        print(f"{'scope':>6} {'L':>6} {'export':>14} {'1 thread ms':>12} {'2 threads ms':>13} {'peak MiB':>9}",
               flush=True)
         for scope in args.scopes:
             for length in args.lengths:
-                times = in_child("times", scope, str(length), tmp, str(args.repeats))
+                times = {threads: in_child("times", scope, str(length), str(threads), tmp, str(args.repeats))
+                         for threads in THREADS}
                 tokens = length if scope == "mixer" else block_side(length) ** 2 + 1
                 for name in EXPORTS:
                     memory = None if args.no_memory else in_child("memory", scope, name, str(length), tmp)["peak_mib"]
                     rows.append({"scope": scope, "export": name, "series": f"{scope}: {name}", "L": tokens,
-                                 "seconds": times[f"{name}@1"], "seconds_2_threads": times[f"{name}@2"],
+                                 "seconds": times[1][name], "seconds_2_threads": times[2][name],
                                  "peak_mib": memory})
-                    print(f"{scope:>6} {tokens:>6} {name:>12} {times[f'{name}@1'] * 1e3:>12.1f} "
-                          f"{times[f'{name}@2'] * 1e3:>13.1f} {'' if memory is None else f'{memory:9.1f}':>9}",
+                    print(f"{scope:>6} {tokens:>6} {name:>14} {times[1][name] * 1e3:>12.1f} "
+                          f"{times[2][name] * 1e3:>13.1f} {'' if memory is None else f'{memory:9.1f}':>9}",
                           flush=True)
                 print(f"   ({scope} L={tokens} done, {time.perf_counter() - started:.0f} s elapsed)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from lion_export.verify.precision import fp16_decay_nodes
 
 VISION = {"depth": 1, "dim": 16, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_classes": 5}
 TEXT = {"depth": 2, "dim": 16, "num_heads": 2, "vocab_size": 50, "max_len": 64}
-B, H, L, DK, DV = 2, 3, 37, 16, 8
+B, H, DK, DV = 2, 3, 16, 8
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -51,25 +51,26 @@ def _rewritten_node(normalize: bool, rule: str) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def _decays(variant: str, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+def _decays(variant: str, length: int, generator: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(the reference's log decay: None, (H,) or (B, H, L); the node's, expanded to (B, H, L))."""
     if variant == "LIT":
-        return None, torch.zeros(B, H, L)
+        return None, torch.zeros(B, H, length)
     if variant == "D":
         per_head = torch.log(torch.rand(H, generator=generator) * 0.5 + 0.5)
-        return per_head, per_head.view(1, H, 1).expand(B, H, L).contiguous()
+        return per_head, per_head.view(1, H, 1).expand(B, H, length).contiguous()
     scale = 60.0 if variant == "S saturated" else 2.0         # saturated gates: log decays down to -60
-    per_token = -scale * torch.rand(B, H, L, generator=generator)
+    per_token = -scale * torch.rand(B, H, length, generator=generator)
     return per_token, per_token
 
 
+@pytest.mark.parametrize("length", [37, 1])
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("variant", ["LIT", "D", "S", "S saturated"])
-def test_two_linear_attention_nodes_match_the_float64_reference(variant, normalize):
+def test_two_linear_attention_nodes_match_the_float64_reference(variant, normalize, length):
     generator = torch.Generator().manual_seed(len(variant) + normalize)
-    q, k = (torch.rand(B, H, L, DK, generator=generator) + 0.1 for _ in range(2))    # phi(x) > 0, as LION's
-    v = torch.randn(B, H, L, DV, generator=generator)
-    reference_decay, node_decay = _decays(variant, generator)
+    q, k = (torch.rand(B, H, length, DK, generator=generator) + 0.1 for _ in range(2))    # phi(x) > 0, as LION's
+    v = torch.randn(B, H, length, DV, generator=generator)
+    reference_decay, node_decay = _decays(variant, length, generator)
     session = _rewritten_node(normalize, LINEAR if variant == "LIT" else GATED)
     (actual,) = session.run(None, {"q": q.numpy(), "k": k.numpy(), "v": v.numpy(), "a": node_decay.numpy()})
     expected = reference_attention(q, k, v, reference_decay, normalize=normalize).numpy()

@@ -23,8 +23,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from ..scan_op import (DEFAULT_EPS, DEFAULT_NORMALIZE, DOMAIN, EPS, LINEAR_ATTENTION, LINEAR_ATTENTION_OPSET,
-                       NORMALIZE, OP_TYPE, is_scan_op)
+from ..scan_op import DEFAULT_EPS, DEFAULT_NORMALIZE, DOMAIN, EPS, LINEAR_ATTENTION, NORMALIZE, OP_TYPE, is_scan_op
 from .node_builder import NodeBuilder
 
 #: update rules of LinearAttention this rewrite uses: with a decay (LION-D, LION-S) or without (LION-LIT)
@@ -63,7 +62,7 @@ def _linear_attention_nodes(scan: onnx.NodeProto, heads: int, rule: str, index: 
     a = (body.op("Transpose", body.op("Cast", log_decay, to=TensorProto.FLOAT), perm=[0, 2, 1])   # (B, L, H)
          if rule == GATED else None)
     forward = sweep(qp, kp, vp, a, "forward")
-    backward = sweep(*(body.reverse(x, 1) for x in (qp, kp, vp)), a and body.reverse(a, 1), "backward")
+    backward = sweep(*(body.reverse(x, 1) for x in (qp, kp, vp)), None if a is None else body.reverse(a, 1), "backward")
     backward = body.reverse(backward, 1)
     total = body.op("Transpose", body.op("Reshape", body.op("Add", forward, backward), body.ints(0, 0, heads, -1)),
                     perm=[0, 2, 1, 3])                                               # (B, H, L, dv+1)
@@ -108,7 +107,7 @@ def replace_selective_scans(model: onnx.ModelProto, heads: int, rule: str) -> in
 
     heads: the mixers' head count (LinearAttention's q_num_heads = kv_num_heads); rule: GATED or LINEAR. The
     `lion` local function and opset import go once no lion node is left. The model's standard opset must be at
-    least LINEAR_ATTENTION_OPSET (the caller checks it before tracing).
+    least scan_op.LINEAR_ATTENTION_OPSET (the caller checks it before tracing).
     """
     if rule not in (GATED, LINEAR):
         raise ValueError(f"update rule must be {GATED!r} or {LINEAR!r}, got {rule!r}")
@@ -132,4 +131,4 @@ def replace_selective_scans(model: onnx.ModelProto, heads: int, rule: str) -> in
     return replaced
 
 
-__all__ = ["GATED", "LINEAR", "LINEAR_ATTENTION_OPSET", "replace_selective_scans"]
+__all__ = ["GATED", "LINEAR", "replace_selective_scans"]
