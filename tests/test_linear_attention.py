@@ -77,6 +77,18 @@ def test_two_linear_attention_nodes_match_the_float64_reference(variant, normali
     assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
+def test_the_fp16_precision_check_watches_the_decay_input(tmp_path):
+    """verify's static fp16 check (verify/precision.py) reports a LinearAttention node fed fp16 decays."""
+    node = helper.make_node(LINEAR_ATTENTION, ["q", "k", "v", "", "g"], ["o", "s"], name="la", q_num_heads=1,
+                            kv_num_heads=1, update_rule=GATED, scale=1.0)
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 2]) for n in ("q", "k", "v")]
+    inputs.append(helper.make_tensor_value_info("g", TensorProto.FLOAT16, [1, 4, 1]))
+    graph = helper.make_graph([node], "fp16_decay", inputs, [helper.make_tensor_value_info("o", TensorProto.FLOAT,
+                                                                                          [1, 4, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 27)]), tmp_path / "m.onnx")
+    assert fp16_decay_nodes(tmp_path / "m.onnx") == [f"{LINEAR_ATTENTION} la on float16"]
+
+
 def test_unknown_update_rule_is_refused():
     with pytest.raises(ValueError, match="update rule"):
         replace_selective_scans(onnx.ModelProto(), H, "delta")
