@@ -3,7 +3,8 @@
 TensorRT's parser answers a foreign or damaged file with a log of C++ errors (or, for a malformed custom node bound
 to a plugin, by aborting the process), so `build` checks here first: the file is a readable ONNX model, it carries
 lion-export's metadata (profiles are read from it), and every `lion.SelectiveScan` node has the inputs, outputs and
-attributes the plugin and the local function take. It also makes the graph that `--no-plugin` parses: the same file
+attributes the plugin and the local function take. It counts standard LinearAttention nodes too (`--scan-op onnx`),
+which TensorRT-RTX cannot build. It also makes the graph that `--no-plugin` parses: the same file
 without the `plugin_namespace` attribute, so the parser inlines the local function even in a process where the
 plugin is registered (the parser binds a custom node to a plugin only when the node names a plugin namespace).
 """
