@@ -38,8 +38,9 @@ PLUGIN_NAMESPACE_ATTRIBUTE = "plugin_namespace"
 
 #: how a recurrent export writes each LION pass: "lion", this op (the default), or "onnx", standard ai.onnx
 #: LinearAttention nodes (two per pass, export/linear_attention.py); files record the choice under SCAN_OP_KEY
-SCAN_OPS = ("lion", "onnx")
 DEFAULT_SCAN_OP = "lion"
+STANDARD_SCAN_OP = "onnx"
+SCAN_OPS = (DEFAULT_SCAN_OP, STANDARD_SCAN_OP)
 SCAN_OP_KEY = "scan_op"
 #: the standard op the "onnx" choice writes, and the first standard opset that defines it
 LINEAR_ATTENTION = "LinearAttention"
@@ -65,6 +66,6 @@ def is_linear_attention(domain: str, op_type: str) -> bool:
 
 __all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "PLUGIN_ID", "INPUTS",
            "LOG_DECAY_INPUT", "OUTPUTS", "NORMALIZE", "EPS", "DEFAULT_NORMALIZE", "DEFAULT_EPS",
-           "PLUGIN_NAMESPACE_ATTRIBUTE", "SCAN_OPS", "DEFAULT_SCAN_OP", "SCAN_OP_KEY", "LINEAR_ATTENTION",
-           "LINEAR_ATTENTION_OPSET", "LINEAR_ATTENTION_DECAY_INPUT", "node_attributes", "is_scan_op",
-           "is_linear_attention"]
+           "PLUGIN_NAMESPACE_ATTRIBUTE", "SCAN_OPS", "DEFAULT_SCAN_OP", "STANDARD_SCAN_OP", "SCAN_OP_KEY",
+           "LINEAR_ATTENTION", "LINEAR_ATTENTION_OPSET", "LINEAR_ATTENTION_DECAY_INPUT", "node_attributes",
+           "is_scan_op", "is_linear_attention"]

@@ -39,7 +39,8 @@ from ..checkpoints import checkpoint_sha256
 from ..dtypes import GRAPH_DTYPES, torch_dtype
 from ..forms import FORMS
 from ..models import LionAttention, set_form
-from ..scan_op import DEFAULT_SCAN_OP, DOMAIN, LINEAR_ATTENTION, LINEAR_ATTENTION_OPSET, OP_TYPE, SCAN_OPS
+from ..scan_op import (DEFAULT_SCAN_OP, DOMAIN, LINEAR_ATTENTION, LINEAR_ATTENTION_OPSET, OP_TYPE, SCAN_OPS,
+                       STANDARD_SCAN_OP)
 from .metadata import export_metadata, set_metadata
 from .opsets import MIN_OPSET, resolve_opset
 from .block_stack import traced_with_repeated_blocks
@@ -76,10 +77,10 @@ def _check_request(form: str, chunk_size: int, dtype: str, scan_op: str) -> None
 
 
 def _check_scan_op_opset(scan_op: str, opset: int) -> None:
-    if scan_op == "onnx" and opset < LINEAR_ATTENTION_OPSET:
-        raise ExportError(f"scan op 'onnx' writes the standard {LINEAR_ATTENTION} op, which opset "
+    if scan_op == STANDARD_SCAN_OP and opset < LINEAR_ATTENTION_OPSET:
+        raise ExportError(f"scan op {scan_op!r} writes the standard {LINEAR_ATTENTION} op, which opset "
                           f"{LINEAR_ATTENTION_OPSET} introduced: use opset {LINEAR_ATTENTION_OPSET} or newer "
-                          f"(got {opset}), or scan op 'lion'")
+                          f"(got {opset}), or scan op {DEFAULT_SCAN_OP!r}")
 
 
 def _check_target(path: Path) -> None:
@@ -177,7 +178,7 @@ def _to_linear_attention(proto: onnx.ModelProto, model: nn.Module) -> None:
     mixers = [m for m in model.modules() if isinstance(m, LionAttention)]
     heads = {m.num_heads for m in mixers}
     if len(heads) != 1:
-        raise ExportError(f"scan op 'onnx' needs one head count for every mixer, got {sorted(heads)}")
+        raise ExportError(f"scan op {STANDARD_SCAN_OP!r} needs one head count for every mixer, got {sorted(heads)}")
     rule = LINEAR if all(m.variant.decay == "none" for m in mixers) else GATED
     replace_selective_scans(proto, heads.pop(), rule)
 
@@ -193,7 +194,7 @@ def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSign
                               "one node")
         for index, node in enumerate(scans):                      # names TensorRT's layer list will show
             node.name = f"{OP_TYPE}_{index}"
-        if scan_op == "onnx":
+        if scan_op == STANDARD_SCAN_OP:
             _to_linear_attention(proto, model)
         else:
             attach_selective_scan_function(proto)
