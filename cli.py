@@ -43,6 +43,8 @@ def main() -> None:
 @click.option("--mode", type=LibraryChoice("lion_export.forms", "FORMS", "MODE"), default="chunked", show_default=True,
               help="Graph form: chunked (standard ops, fast), recurrent (one lion.SelectiveScan node per LION pass, "
                    "backed by a local function) or parallel (full masked attention, the baseline).")
+@click.option("--scan-op", type=LibraryChoice("lion_export.scan_op", "SCAN_OPS", "OP"), default="lion",
+              show_default=True, help="Recurrent form: lion.SelectiveScan (lion) or LinearAttention (onnx, opset 27+).")
 @click.option("--chunk-size", type=POSITIVE, default=64, show_default=True, help="Chunk size of the chunked form.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .onnx file (default: CHECKPOINT with the suffix .onnx; missing folders are created).")
@@ -58,15 +60,15 @@ def main() -> None:
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the parity report as JSON here (and an error histogram PNG next to it).")
 @click.option("--engine", "engine_path", is_flag=False, flag_value="", default=None, metavar="[PATH]",
-              help="After a passing verification, also build a TensorRT engine (default path: the .onnx with the "
-                   "suffix .engine), as `lion-export build` does with its defaults.")
+              help="After a passing verification, build a TensorRT engine too (default: the .onnx as .engine).")
 @parity_options
 @checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
 @DEBUG
-def export_command(checkpoint: Path, mode: str, chunk_size: int, output: Path | None, dtype: str, opset: int | None,
-                   batch: int, seq_len: int | None, static: bool, no_verify: bool, report_path: Path | None,
-                   engine_path: str | None, parity: ParityOptions, reading: Any, quiet: bool, debug: bool) -> None:
+def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, output: Path | None, dtype: str,
+                   opset: int | None, batch: int, seq_len: int | None, static: bool, no_verify: bool,
+                   report_path: Path | None, engine_path: str | None, parity: ParityOptions, reading: Any,
+                   quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
@@ -92,7 +94,7 @@ def export_command(checkpoint: Path, mode: str, chunk_size: int, output: Path | 
         with phases(console, "loading the checkpoint") as step:
             model = read_checkpoint(checkpoint, reading, quiet, say)
             export_onnx(model, output, form=mode, chunk_size=chunk_size, dtype=dtype, opset=opset, static=static,
-                        batch=batch, seq_len=seq_len, checkpoint_path=checkpoint, progress=step)
+                        batch=batch, seq_len=seq_len, checkpoint_path=checkpoint, progress=step, scan_op=scan_op)
         say(f"wrote {output} ({mode}, {dtype}, opset {opset})")
         if no_verify:
             if quiet:
@@ -146,8 +148,7 @@ def verify(first: Path, second: Path, seq_lens: tuple[int, ...] | None, batch: i
 
     kinds = (artefact_kind(first), artefact_kind(second))
     if kinds == ("checkpoint", "checkpoint"):
-        fail(f"{first} and {second} are both checkpoints; compare a checkpoint with an .onnx or engine file, "
-             "or two such files")
+        fail(f"{first} and {second} are both checkpoints; compare one with an .onnx / engine file, or two files")
     options = dict(seq_lens=None if seq_lens is None else list(seq_lens), batch=batch, dtype=dtype,
                    optimization=optimization, progress=not (quiet or parity.as_json))
     if "checkpoint" in kinds:
@@ -197,10 +198,9 @@ def verify(first: Path, second: Path, seq_lens: tuple[int, ...] | None, batch: i
               help="Build report JSON (default: beside the engine, MODEL.build.json).")
 @click.option("--quiet", is_flag=True, help="Print one line: the engine written.")
 @click.option("--debug", is_flag=True, help="Show TensorRT's log and tracebacks.")
-def build_command(onnx_file: Path, output: Path | None, batch: Any, seq_len: Any, image_size: Any,
-                  arch: str | None, no_plugin: bool, aot: bool,
-                  kernel_dirs: tuple[Path, ...], workspace: int | None, timing_cache: Path | None,
-                  report_path: Path | None, quiet: bool, debug: bool) -> None:
+def build_command(onnx_file: Path, output: Path | None, batch: Any, seq_len: Any, image_size: Any, arch: str | None,
+                  no_plugin: bool, aot: bool, kernel_dirs: tuple[Path, ...], workspace: int | None,
+                  timing_cache: Path | None, report_path: Path | None, quiet: bool, debug: bool) -> None:
     """Build a TensorRT engine from a lion-export ONNX file (TensorRT-RTX builds without a GPU).
 
     \b

@@ -36,6 +36,19 @@ DEFAULT_EPS = 1e-6
 PLUGIN_NAMESPACE_ATTRIBUTE = "plugin_namespace"
 
 
+#: how a recurrent export writes each LION pass: "lion", this op (the default), or "onnx", standard ai.onnx
+#: LinearAttention nodes (two per pass, export/linear_attention.py); files record the choice under SCAN_OP_KEY
+DEFAULT_SCAN_OP = "lion"
+STANDARD_SCAN_OP = "onnx"
+SCAN_OPS = (DEFAULT_SCAN_OP, STANDARD_SCAN_OP)
+SCAN_OP_KEY = "scan_op"
+#: the standard op the "onnx" choice writes, and the first standard opset that defines it
+LINEAR_ATTENTION = "LinearAttention"
+LINEAR_ATTENTION_OPSET = 27
+#: LinearAttention's input slot for the log-space decay (query, key, value, past_state, decay, beta)
+LINEAR_ATTENTION_DECAY_INPUT = 4
+
+
 def node_attributes(normalize: bool, eps: float) -> dict[str, int | float | str]:
     """Every attribute, always written on the node (TensorRT's parser only warns about a missing one)."""
     return {NORMALIZE: int(bool(normalize)), EPS: float(eps), PLUGIN_NAMESPACE_ATTRIBUTE: PLUGIN_NAMESPACE}
@@ -46,6 +59,13 @@ def is_scan_op(domain: str, op_type: str) -> bool:
     return (domain, op_type) == (DOMAIN, OP_TYPE)
 
 
+def is_linear_attention(domain: str, op_type: str) -> bool:
+    """True for a standard-domain LinearAttention node."""
+    return domain in ("", "ai.onnx") and op_type == LINEAR_ATTENTION
+
+
 __all__ = ["DOMAIN", "OP_TYPE", "DOMAIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "PLUGIN_ID", "INPUTS",
            "LOG_DECAY_INPUT", "OUTPUTS", "NORMALIZE", "EPS", "DEFAULT_NORMALIZE", "DEFAULT_EPS",
-           "PLUGIN_NAMESPACE_ATTRIBUTE", "node_attributes", "is_scan_op"]
+           "PLUGIN_NAMESPACE_ATTRIBUTE", "SCAN_OPS", "DEFAULT_SCAN_OP", "STANDARD_SCAN_OP", "SCAN_OP_KEY",
+           "LINEAR_ATTENTION", "LINEAR_ATTENTION_OPSET", "LINEAR_ATTENTION_DECAY_INPUT", "node_attributes",
+           "is_scan_op", "is_linear_attention"]

@@ -37,6 +37,10 @@ class ParseError(ValueError):
     """TensorRT's ONNX parser refused the file."""
 
 
+class UnsupportedOpError(ValueError):
+    """The file holds an op this TensorRT cannot build (found in the graph, before the parser runs)."""
+
+
 # TensorRT-RTX builds plugin engines, but its porting guide says its runtime does not support plugins (an open
 # issue on NVIDIA's TensorRT-RTX repository), and no such engine has been run by this project: say so at build time.
 RTX_PLUGIN_WARNING = ("TensorRT-RTX built this engine with plugin layers, but its runtime is documented not to "
@@ -133,8 +137,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
                  display: PhaseDisplay | None = None) -> BuildReport:
     """Build `onnx_path` into `engine_path` (and its JSON report); returns the report.
 
-    ValueError subclasses (GraphFileError, ProfileError, TargetError, BackendError, ParseError) are bad input or
-    a missing TensorRT; BuildError is TensorRT failing on a file that passed every check.
+    ValueError subclasses (GraphFileError, ProfileError, TargetError, BackendError, ParseError, UnsupportedOpError)
+    are bad input or a missing TensorRT; BuildError is TensorRT failing on a file that passed every check.
     """
     options = options or BuildOptions()
     display = display or SilentDisplay()
@@ -157,6 +161,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
                           "GPU only (drop --arch)")
     else:
         targets, arch = [], ["the build machine's GPU"]
+    if backend.is_rtx and graph.linear_attention_nodes:
+        # TensorRT-RTX 1.7's parser maps LinearAttention to a "LinearAttention" plugin that its wheel does not ship
+        raise UnsupportedOpError(f"{graph.path}: {backend.describe()} cannot build the standard LinearAttention op "
+                                 f"({graph.linear_attention_nodes} nodes: its parser wants a plugin it does not "
+                                 "ship); export the recurrent form with --scan-op lion, or the chunked form "
+                                 "(--mode chunked)")
     if options.aot_kernels is not None and (backend.is_rtx or not options.use_plugin):
         raise ValueError("--aot needs standard TensorRT >= 10.9 (module tensorrt) and the plugin; "
                          f"{backend.describe()} runs the class-based plugin (drop --aot)" if backend.is_rtx else
@@ -206,5 +216,5 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     return report
 
 
-__all__ = ["BuildError", "BuildOptions", "ParseError", "PLUGIN_LABEL", "AOT_LABEL", "RTX_PLUGIN_WARNING", "build_engine",
-           "check_output_path"]
+__all__ = ["BuildError", "BuildOptions", "ParseError", "UnsupportedOpError", "PLUGIN_LABEL", "AOT_LABEL",
+           "RTX_PLUGIN_WARNING", "build_engine", "check_output_path"]

@@ -3,7 +3,8 @@
 TensorRT's parser answers a foreign or damaged file with a log of C++ errors (or, for a malformed custom node bound
 to a plugin, by aborting the process), so `build` checks here first: the file is a readable ONNX model, it carries
 lion-export's metadata (profiles are read from it), and every `lion.SelectiveScan` node has the inputs, outputs and
-attributes the plugin and the local function take. It also makes the graph that `--no-plugin` parses: the same file
+attributes the plugin and the local function take. It counts standard LinearAttention nodes too (`--scan-op onnx`),
+which TensorRT-RTX cannot build. It also makes the graph that `--no-plugin` parses: the same file
 without the `plugin_namespace` attribute, so the parser inlines the local function even in a process where the
 plugin is registered (the parser binds a custom node to a plugin only when the node names a plugin namespace).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..scan_op import DOMAIN, EPS, INPUTS, NORMALIZE, OP_TYPE, OUTPUTS, PLUGIN_NAMESPACE_ATTRIBUTE, is_scan_op
+from ..scan_op import (DOMAIN, EPS, INPUTS, NORMALIZE, OP_TYPE, OUTPUTS, PLUGIN_NAMESPACE_ATTRIBUTE,
+                       is_linear_attention, is_scan_op)
 
 
 class GraphFileError(ValueError):
@@ -41,6 +43,11 @@ class LionGraph:
     def scan_nodes(self) -> int:
         """lion.SelectiveScan nodes: one per mixer in a recurrent export, none otherwise."""
         return sum(1 for n in self.model.graph.node if is_scan_op(n.domain, n.op_type))
+
+    @property
+    def linear_attention_nodes(self) -> int:
+        """Standard LinearAttention nodes: two per LION pass in a recurrent export with scan op "onnx"."""
+        return sum(1 for n in self.model.graph.node if is_linear_attention(n.domain, n.op_type))
 
     def without_plugin_binding(self) -> bytes:
         """The serialized model with `plugin_namespace` dropped from the custom nodes and their local function."""

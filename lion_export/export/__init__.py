@@ -1,5 +1,6 @@
-"""ONNX export of LION models: the pipeline (onnx_export), the recurrent form's custom node (selective_scan),
-the graph interface (signature), metadata and opset policy. Imports onnx; nothing upstream imports this package."""
+"""ONNX export of LION models: the pipeline (onnx_export), the recurrent form's custom node (selective_scan) and
+its rewrite as standard LinearAttention nodes (linear_attention), the graph interface (signature), metadata and
+opset policy. Imports onnx; nothing upstream imports this package."""
 from __future__ import annotations
 
 from .onnx_export import ExportError, export_onnx

@@ -2,7 +2,8 @@
 
 Keys (values are strings; JSON for the config): lion_export_version, mode (the form), chunk_size, dtype, opset, variants
 (display names, comma separated), model_config (the model's config JSON, form included), trace_batch,
-trace_seq_len, checkpoint_sha256 (only when exported from a checkpoint file). `lion-export inspect` shows them
+trace_seq_len, scan_op (recurrent exports only: "lion" or "onnx", how each LION pass is written), checkpoint_sha256
+(only when exported from a checkpoint file). `lion-export inspect` shows them
 and `verify` reads mode / chunk_size / trace_seq_len to choose its test lengths.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from .. import __version__
 from ..models import LionAttention
 from ..graph_summary import FORM_KEY
+from ..scan_op import DEFAULT_SCAN_OP, SCAN_OP_KEY
 from ..variants import get_variant
 
 
@@ -27,7 +29,8 @@ def model_variants(model: nn.Module) -> list[str]:
 
 
 def export_metadata(model: nn.Module, *, form: str, chunk_size: int, dtype: str, opset: int, batch: int,
-                    seq_len: int, checkpoint_sha256: str | None) -> dict[str, str]:
+                    seq_len: int, checkpoint_sha256: str | None,
+                    scan_op: str = DEFAULT_SCAN_OP) -> dict[str, str]:
     config = getattr(model, "config", None)
     meta = {
         "lion_export_version": __version__,
@@ -40,6 +43,8 @@ def export_metadata(model: nn.Module, *, form: str, chunk_size: int, dtype: str,
         "trace_batch": str(batch),
         "trace_seq_len": str(seq_len),
     }
+    if form == "recurrent":
+        meta[SCAN_OP_KEY] = scan_op
     if checkpoint_sha256 is not None:
         meta["checkpoint_sha256"] = checkpoint_sha256
     return meta

@@ -11,7 +11,9 @@ an external file until the end, so a failure leaves nothing and a > 2 GiB model 
 Forms in the graph: "chunked" and "parallel" are the torch forms traced as they are: standard ops only, the
 chunk count derived from the dynamic L (lion_export/forms/chunked.py is loop-free for that). "recurrent" routes
 every LION pass to one `lion.SelectiveScan` node (one per mixer, two per natural-order mixer, the token
-permutations of its two walks as Gather nodes around them) backed by a model-local function (selective_scan.py).
+permutations of its two walks as Gather nodes around them) backed by a model-local function (selective_scan.py);
+with scan_op="onnx" each such node is then rewritten as two standard LinearAttention nodes (opset >= 27,
+linear_attention.py), and the file holds no custom op.
 In fp16 the whole model is fp16 except inside the LION mixers, which compute in fp32 (explicit Casts), so the
 decay prefix sums and their exponentials never run in fp16.
 """
@@ -37,10 +39,12 @@ from ..checkpoints import checkpoint_sha256
 from ..dtypes import GRAPH_DTYPES, torch_dtype
 from ..forms import FORMS
 from ..models import LionAttention, set_form
-from ..scan_op import DOMAIN, OP_TYPE
+from ..scan_op import (DEFAULT_SCAN_OP, DOMAIN, LINEAR_ATTENTION, LINEAR_ATTENTION_OPSET, OP_TYPE, SCAN_OPS,
+                       STANDARD_SCAN_OP)
 from .metadata import export_metadata, set_metadata
 from .opsets import MIN_OPSET, resolve_opset
 from .block_stack import traced_with_repeated_blocks
+from .linear_attention import GATED, LINEAR, replace_selective_scans
 from .selective_scan import attach_selective_scan_function, route_recurrent_to_selective_scan
 from .signature import GraphSignature, graph_signature
 
@@ -58,13 +62,25 @@ class ExportError(ValueError):
     """An export that cannot be done as asked; the message is one line and says what to change."""
 
 
-def _check_request(form: str, chunk_size: int, dtype: str) -> None:
+def _check_request(form: str, chunk_size: int, dtype: str, scan_op: str) -> None:
     if form not in FORMS:
         raise ExportError(f"unknown form {form!r}; valid: {', '.join(FORMS)}")
+    if scan_op not in SCAN_OPS:
+        raise ExportError(f"unknown scan op {scan_op!r}; valid: {', '.join(SCAN_OPS)}")
+    if scan_op != DEFAULT_SCAN_OP and form != "recurrent":
+        raise ExportError(f"scan op {scan_op!r} writes the recurrent form; the {form} form has no scan op "
+                          "(export the recurrent form, or drop the scan op)")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ExportError(f"chunk size must be a positive integer, got {chunk_size!r}")
     if dtype not in GRAPH_DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; valid: {', '.join(GRAPH_DTYPES)}")
+
+
+def _check_scan_op_opset(scan_op: str, opset: int) -> None:
+    if scan_op == STANDARD_SCAN_OP and opset < LINEAR_ATTENTION_OPSET:
+        raise ExportError(f"scan op {scan_op!r} writes the standard {LINEAR_ATTENTION} op, which opset "
+                          f"{LINEAR_ATTENTION_OPSET} introduced: use opset {LINEAR_ATTENTION_OPSET} or newer "
+                          f"(got {opset}), or scan op {DEFAULT_SCAN_OP!r}")
 
 
 def _check_target(path: Path) -> None:
@@ -156,7 +172,19 @@ def _name_output_axes(proto: onnx.ModelProto, signature: GraphSignature) -> None
                 entry.dim_value = dim
 
 
-def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, form: str) -> None:
+def _to_linear_attention(proto: onnx.ModelProto, model: nn.Module) -> None:
+    """Rewrite the lion.SelectiveScan nodes as LinearAttention nodes: the head count and the update rule (no
+    decay: "linear") are the mixers', which one model config makes the same for every mixer."""
+    mixers = [m for m in model.modules() if isinstance(m, LionAttention)]
+    heads = {m.num_heads for m in mixers}
+    if len(heads) != 1:
+        raise ExportError(f"scan op {STANDARD_SCAN_OP!r} needs one head count for every mixer, got {sorted(heads)}")
+    rule = LINEAR if all(m.variant.decay == "none" for m in mixers) else GATED
+    replace_selective_scans(proto, heads.pop(), rule)
+
+
+def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSignature, form: str,
+                  scan_op: str) -> None:
     if form == "recurrent":
         scans = [node for node in proto.graph.node if node.op_type == OP_TYPE and node.domain == DOMAIN]
         passes = _pass_count(model)
@@ -166,7 +194,10 @@ def _finish_graph(proto: onnx.ModelProto, model: nn.Module, signature: GraphSign
                               "one node")
         for index, node in enumerate(scans):                      # names TensorRT's layer list will show
             node.name = f"{OP_TYPE}_{index}"
-        attach_selective_scan_function(proto)
+        if scan_op == STANDARD_SCAN_OP:
+            _to_linear_attention(proto, model)
+        else:
+            attach_selective_scan_function(proto)
     _name_output_axes(proto, signature)
 
 
@@ -210,10 +241,12 @@ def _write_checked(proto: onnx.ModelProto, staging: Path, path: Path) -> None:
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, form: str = "chunked", chunk_size: int = 64,
                 dtype: str = "fp32", opset: int | None = None, static: bool = False, batch: int = 2,
                 seq_len: int | None = None, checkpoint_path: str | os.PathLike | None = None,
-                progress: Progress | None = None) -> Path:
+                progress: Progress | None = None, scan_op: str = DEFAULT_SCAN_OP) -> Path:
     """Export a LION model (from create_model / load_checkpoint) to one .onnx file at `path`; returns the path.
 
     form: "chunked" (standard ops), "recurrent" (lion.SelectiveScan nodes + their local function) or "parallel".
+    scan_op: how the recurrent form writes each LION pass: "lion" (the lion.SelectiveScan node) or "onnx" (two
+    standard LinearAttention nodes; needs opset >= 27). Only "lion", the default, goes with the other forms.
     dtype: "fp32" or "fp16" (graph inputs/outputs fp16; LION mixers compute in fp32 inside).
     opset: standard-domain opset, default DEFAULT_OPSET (see opsets.py). static: fix batch / sequence axes to
     the example's; otherwise they are dynamic. batch, seq_len: the example traced (text models; a vision
@@ -221,8 +254,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, form: str = "chunk
     progress: called with a short description at the start of each step.
     Bad requests raise ExportError / ValueError before anything is written; a failure never leaves a file.
     """
-    _check_request(form, chunk_size, dtype)
+    _check_request(form, chunk_size, dtype, scan_op)
     opset = resolve_opset(opset)
+    _check_scan_op_opset(scan_op, opset)
     path = Path(path)
     _check_target(path)
     report = progress or (lambda _step: None)
@@ -242,9 +276,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, form: str = "chunk
         proto = _trace(work, signature, form, staging, report)
         report(f"converting to opset {opset}" if opset != TRACE_OPSET else "finishing the graph")
         proto = _convert_opset(proto, opset)
-        _finish_graph(proto, work, signature, form)
+        _finish_graph(proto, work, signature, form, scan_op)
         set_metadata(proto, export_metadata(work, form=form, chunk_size=chunk_size, dtype=dtype, opset=opset,
-                                            batch=batch, seq_len=signature.seq_len, checkpoint_sha256=sha256))
+                                            batch=batch, seq_len=signature.seq_len, checkpoint_sha256=sha256,
+                                            scan_op=scan_op))
         report(f"checking and writing {path.name}")
         _write_checked(proto, staging, path)
     finally:

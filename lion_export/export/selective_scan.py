@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import count
 
 import onnx
 import torch
@@ -34,6 +33,7 @@ from onnx import TensorProto, helper
 from ..forms import override_form
 from ..scan_op import (DEFAULT_EPS, DEFAULT_NORMALIZE, DOMAIN, DOMAIN_VERSION, EPS, INPUTS, NORMALIZE, OP_TYPE,
                        OUTPUTS, PLUGIN_NAMESPACE, PLUGIN_NAMESPACE_ATTRIBUTE, node_attributes)
+from .node_builder import NodeBuilder
 
 BLOCK = 16            # tokens per Scan step of the local function (see selective_scan_function)
 
@@ -55,38 +55,11 @@ def route_recurrent_to_selective_scan() -> Iterator[None]:
         yield
 
 
-class _Body:
-    """A tiny node builder: each call appends one node and returns its fresh output name, so the body below
-    reads like the equations instead of a list of NodeProtos."""
-
-    def __init__(self, prefix: str) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self._names = count()
-        self._prefix = prefix
-
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: object) -> str | list[str]:
-        names = [f"{self._prefix}{op_type.lower()}_{next(self._names)}" for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
-        return names[0] if outputs == 1 else names
-
-    def ints(self, *values: int) -> str:
-        return self.op("Constant", value_ints=list(values))
-
-    def attribute(self, kind: str, name: str) -> str:
-        """A Constant whose value is the function attribute `name` (value_int / value_float)."""
-        out = f"{self._prefix}attr_{name}"
-        node = helper.make_node("Constant", [], [out])
-        attr_type = onnx.AttributeProto.FLOAT if kind == "value_float" else onnx.AttributeProto.INT
-        node.attribute.append(helper.make_attribute_ref(kind, attr_type, ref_attr_name=name))
-        self.nodes.append(node)
-        return out
-
-
 def _step_graph() -> onnx.GraphProto:
     """One block of BLOCK tokens of both sweeps: the block reads the state carried in from the tokens before it,
     then the state moves to the block's end. Four nodes, no constants: everything per token (decay weights,
     the block's own causal attention) is computed for all blocks at once outside the Scan."""
-    body = _Body("step_")
+    body = NodeBuilder("step_")
     body.nodes.append(helper.make_node("MatMul", ["q_t", "s"], ["read_t"]))      # (2B, H, T, dv+1)
     added = body.op("MatMul", "kt_t", "v_t")                                        # sum_j w_j k_j [v_j, 1]^T
     body.nodes.append(helper.make_node("Add", [body.op("Mul", "decay_t", "s"), added], ["s_out"]))
@@ -113,21 +86,16 @@ def selective_scan_function(opset: int) -> onnx.FunctionProto:
     sequence-major, block-major copies. Sequences are padded at the end to a multiple of BLOCK with zeros, which
     come after every real token in sweep order and so change nothing.
     """
-    body = _Body("")
+    body = NodeBuilder("")
     qf, kf, vf, a = (body.op("Cast", name, to=TensorProto.FLOAT) for name in INPUTS)
     last = body.ints(-1)
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
-    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
-    v1 = body.op("Concat", vf, body.op("ConstantOfShape", body.op("Concat", body.op("Shape", vf, end=3),
-                                                                  body.ints(1), axis=0), value=one), axis=-1)
-
-    def flip(x: str) -> str:
-        return body.op("Slice", x, body.ints(-1), body.ints(-(2 ** 63)), body.ints(0), body.ints(-1))
+    v1 = body.with_ones_column(vf)
 
     def both_directions(x: str, perm: list[int]) -> str:
         """(B, H, L, ...) -> sequence-major (L, 2B, H, ...): the sequences, then the same sequences flipped."""
         seq_major = body.op("Transpose", x, perm=perm)
-        return body.op("Concat", seq_major, flip(seq_major), axis=1)
+        return body.op("Concat", seq_major, body.reverse(seq_major, 0), axis=1)
 
     q_s, k_s, v_s = (both_directions(x, [2, 0, 1, 3]) for x in (qf, kf, v1))       # (L, 2B, H, d)
     a_s = both_directions(a, [2, 0, 1])                                              # (L, 2B, H)
@@ -188,7 +156,8 @@ def selective_scan_function(opset: int) -> onnx.FunctionProto:
                   body.op("Concat", last, body.op("Shape", v_s, start=1), axis=0))   # (Lp, 2B, H, dv+1)
     seq = body.op("Slice", seq, body.ints(0), length, body.ints(0))
     read_f, read_b = body.op("Split", seq, axis=1, num_outputs=2, outputs=2)
-    total = body.op("Transpose", body.op("Add", read_f, flip(read_b)), perm=[1, 2, 0, 3])  # (B, H, L, dv+1)
+    total = body.op("Transpose", body.op("Add", read_f, body.reverse(read_b, 0)),
+                    perm=[1, 2, 0, 3])                                               # (B, H, L, dv+1)
 
     # the diagonal k_i [v_i, 1]^T is in both sweeps' states: subtract it once
     diag = body.op("ReduceSum", body.op("Mul", qf, kf), last, keepdims=1)                # q_i . k_i, (B, H, L, 1)
