@@ -122,7 +122,7 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
                                           "engines: fp32).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path),
               help="Write the JSON report here (and an error histogram PNG next to it).")
-@click.option("--optimization", type=LibraryChoice("lion_export.verify.onnxruntime_runner", "OPTIMIZATION_LEVELS",
+@click.option("--optimization", type=LibraryChoice("lion_export.runners.onnx_runtime", "OPTIMIZATION_LEVELS",
                                                 "LEVEL"),
               default="all", show_default=True,
               help="onnxruntime graph optimisation level: all, extended, basic or disable.")
@@ -234,7 +234,7 @@ def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bo
 
     from lion_export.atomic import atomic_output
     from lion_export.engine.header import read_engine_header
-    from lion_export.engine.runner import TensorRTRunner
+    from lion_export.runners.trt_engine import TensorRTRunner
     from lion_export.verify.case_inputs import load_inputs
 
     with errors(debug, "engine run"), output_targets({"--outputs": outputs}):

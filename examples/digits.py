@@ -224,7 +224,7 @@ def tensorrt_step(onnx_path: Path, images: np.ndarray, labels: np.ndarray, eager
     try:
         from lion_export.engine.backend import BackendError
         from lion_export.engine.build import build_engine
-        from lion_export.engine.runner import RunnerUnavailable, TensorRTRunner
+        from lion_export.runners.trt_engine import RunnerUnavailable, TensorRTRunner
     except ImportError:
         print("TensorRT: skipped (lion_export.engine is not in this installation)")
         return True

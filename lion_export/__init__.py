@@ -18,6 +18,7 @@ _EXPORTS = {
     "CheckpointError": "checkpoints", "save_checkpoint": "checkpoints", "save_safetensors": "checkpoints",
     "load_checkpoint": "checkpoints", "load_state_dict_file": "checkpoints", "checkpoint_sha256": "checkpoints",
     "read_model": "checkpoints", "ReadOptions": "checkpoints",
+    "load": "runners", "Session": "runners", "pad_token_ids": "runners", "cast_images": "runners",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -48,7 +48,7 @@ def _arch() -> str | None:
 @pytest.mark.parametrize("mask,mode,dtype", CASES)
 def test_engine_matches_eager_pytorch(tmp_path, mask, mode, dtype):
     from lion_export.engine.build import BuildOptions, build_engine
-    from lion_export.engine.runner import TensorRTRunner
+    from lion_export.runners.trt_engine import TensorRTRunner
 
     engine = tmp_path / "m.engine"
     report = build_engine(exported("text", mask, mode, dtype), engine, BuildOptions(arch=_arch()))

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from engine_exports import exported
 from lion_export.cli import main
 from lion_export.engine.backend import BackendError, ensure_rtx_parser_library, load_backend
-from lion_export.engine.runner import NO_GPU
+from lion_export.runners.trt_engine import NO_GPU
 
 pytest.importorskip("tensorrt_rtx_bindings", reason='needs TensorRT-RTX (pip install "lion-export[tensorrt-rtx]")')
 

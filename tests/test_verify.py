@@ -253,7 +253,7 @@ def test_a_file_onnxruntime_cannot_load_is_a_clear_error(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from lion_export.verify.onnxruntime_runner import SessionError
+    from lion_export.runners.onnx_runtime import SessionError
 
     node = helper.make_node("SelectiveScan", ["x"], ["y"], domain="lion")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],

@@ -89,7 +89,7 @@ def _onnxruntime_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tu
 def _tensorrt_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Callable[[], Any], str, Any]:
     import torch
 
-    from ..engine.runner import TensorRTRunner
+    from ..runners.trt_engine import TensorRTRunner
 
     runner = TensorRTRunner(spec["graph"]).__enter__()
     return (lambda: runner.infer(feed)), runner.describe(), torch

@@ -168,7 +168,7 @@ def input_profiles(model, options: ProfileOptions) -> list[InputProfile]:
     """One InputProfile per graph input of a lion-export ONNX model (an onnx.ModelProto), from `options` and the
     file's metadata (`LionFile` checks that it has some)."""
     from ..graph_summary import metadata
-    from ..verify.case_inputs import graph_input_specs
+    from ..runners.feeds import graph_input_specs
 
     meta = metadata(model)
     config = meta["model_config"]

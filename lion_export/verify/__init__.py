@@ -9,7 +9,7 @@ Public API (what `lion-export export` and `lion-export verify` call):
     report.passed; report.to_dict(); report.to_json(); report.write_json("report.json")
     print_report(report)                       # a table, one row per (case, output); plain text when piped
     write_report(report, "report.json")        # JSON + error histograms PNG next to it
-Runners (`TorchRunner`, `OnnxRuntimeRunner`) share one interface (`with runner: runner.infer(feed)`) and import
+Runners (`TorchRunner`, `OnnxRuntimeRunner`, in lion_export.runners) share one interface (`with runner: runner.infer(feed)`) and import
 their backend lazily; the comparator (`compare_outputs`) knows nothing about any backend.
 """
 from __future__ import annotations
@@ -18,13 +18,11 @@ from pathlib import Path
 
 from .compare import OutputComparison, compare_outputs
 from .case_inputs import InputsError, InputSpec, graph_input_specs, load_inputs
-from .onnxruntime_runner import OnnxRuntimeRunner
 from .parity import default_seq_lens, verify_files, verify_onnx
 from .error_histogram import histogram_path, plot_error_histogram
 from .parity_report import CaseResult, VerificationReport, print_report
-from .runner import Runner
 from .tolerances import TOLERANCES, Tolerance, ToleranceRequest, tolerance_for
-from .torch_runner import TorchRunner
+from ..runners import OnnxRuntimeRunner, Runner, TorchRunner
 
 
 def write_report(report: VerificationReport, path: str | Path) -> tuple[Path, Path]:

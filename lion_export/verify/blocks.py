@@ -82,7 +82,7 @@ def _graph_stages(onnx_path: Path, feed: dict[str, np.ndarray], providers: tuple
     """The input of every LayerNormalization node of the graph, in graph order, from onnxruntime."""
     import onnx
 
-    from .onnxruntime_runner import OnnxRuntimeRunner
+    from ..runners.onnx_runtime import OnnxRuntimeRunner
 
     proto = onnx.load(str(onnx_path))
     names = [n.input[0] for n in proto.graph.node if n.op_type == "LayerNormalization"]

@@ -32,17 +32,14 @@ from ..forms import FORMS
 from ..graph_summary import FORM_KEY, load_onnx_model, metadata
 from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
-from .file_runners import file_runner
+from ..runners import Runner, TorchRunner, file_runner, resolve_providers
 from .calibration import calibrated_tolerance
 from .compare import ERROR_STATS, compare_outputs, failed_comparison
 from .case_inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens,
                      load_input_cases, make_image_feed, make_text_feed, save_arrays, tokens_for_image)
-from .onnxruntime_runner import resolve_providers
 from .parity_report import CaseResult, VerificationReport
 from .provenance import find_checkpoint, recorded_sha256, sha256_hint
-from .runner import Runner
 from .tolerances import TOLERANCES, Bounds, Tolerance, ToleranceRequest, tolerance_for
-from .torch_runner import TorchRunner
 
 # A float64 parallel reference materialises (B, H, L, L) score matrices; beyond this budget it runs in float32.
 FLOAT64_BUDGET_BYTES = 2 * 2**30

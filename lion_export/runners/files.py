@@ -1,7 +1,7 @@
-"""The runner of a file given to `verify`: one small factory keyed by the file's kind (lion_export.artefacts).
+"""The runner of a file (for `verify`, `bench` and `lion_export.load`): one small factory keyed by the file's kind (lion_export.artefacts).
 
-A checkpoint is a model, run in eager PyTorch by parity.py itself; an .onnx file runs in onnxruntime; a TensorRT
-engine runs in `lion_export.engine.runner.TensorRTRunner`, imported only when an engine is given (TensorRT support
+A checkpoint is a model, run by the eager runner (`eager.py`); an .onnx file runs in onnxruntime; a TensorRT
+engine runs in `lion_export.runners.trt_engine.TensorRTRunner`, imported only when an engine is given (TensorRT support
 is optional and needs a GPU: without it the error is one line).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artefacts import artefact_kind
-from .runner import Runner
+from .base import Runner
 
 
 class ArtefactError(ValueError):
@@ -19,9 +19,9 @@ class ArtefactError(ValueError):
 def engine_runner(path: str | Path) -> Runner:
     """TensorRTRunner(path), or ArtefactError when lion_export's TensorRT support cannot be imported here."""
     try:
-        from ..engine.runner import TensorRTRunner
+        from .trt_engine import TensorRTRunner
     except ImportError as exc:
-        raise ArtefactError(f"{path} is a TensorRT engine, but lion_export.engine.runner.TensorRTRunner cannot "
+        raise ArtefactError(f"{path} is a TensorRT engine, but lion_export.runners.trt_engine.TensorRTRunner cannot "
                             f"be imported here ({' '.join(str(exc).split())})") from None
     return TensorRTRunner(path)
 
@@ -29,7 +29,7 @@ def engine_runner(path: str | Path) -> Runner:
 def file_runner(path: str | Path, *, providers: tuple[str, ...] = ("CPUExecutionProvider",),
                 optimization: str = "all") -> Runner:
     """The runner of an .onnx file (onnxruntime with `providers`) or an engine file (TensorRT)."""
-    from .onnxruntime_runner import OnnxRuntimeRunner
+    from .onnx_runtime import OnnxRuntimeRunner
 
     kind = artefact_kind(path)
     if kind == "onnx":

@@ -1,4 +1,4 @@
-"""A serialized TensorRT engine behind the runner interface (lion_export/verify/runner.py).
+"""A serialized TensorRT engine behind the runner interface (lion_export/runners/base.py).
 
 `TensorRTRunner(engine_path)`: `activate` checks what the engine needs before touching TensorRT (a CUDA GPU, the
 edition and version that built it, a GPU among its TensorRT-RTX targets), registers the `lion::SelectiveScan`
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..verify.case_inputs import InputSpec, InputsError, check_feed
-from ..verify.runner import Runner
-from .header import EngineFileError, EngineHeader, read_engine_header
-from .rtx_targets import TARGETS
+from ..engine.header import EngineFileError, EngineHeader, read_engine_header
+from ..engine.rtx_targets import TARGETS
+from .base import Runner
+from .feeds import InputSpec, InputsError, check_feed
 
 NO_GPU = "needs a CUDA GPU to run a TensorRT engine; this machine has none"
 
@@ -41,7 +41,7 @@ def _check_machine(header: EngineHeader):
     TensorRT that built it first (true with or without a GPU), then a CUDA GPU, then one among its targets."""
     import torch
 
-    from .backend import BackendError, load_backend
+    from ..engine.backend import BackendError, load_backend
 
     try:
         backend = load_backend()
@@ -81,7 +81,7 @@ class TensorRTRunner(Runner):
     def activate(self) -> None:
         import torch
 
-        from .backend import collecting_logger, register_plugin
+        from ..engine.backend import collecting_logger, register_plugin
 
         self.header = read_engine_header(self.engine_path)
         self.backend = _check_machine(self.header)
@@ -113,19 +113,31 @@ class TensorRTRunner(Runner):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         return [n for n in names if self.engine.get_tensor_mode(n) == mode]
 
-    def input_specs(self) -> list[InputSpec]:
-        """The engine's inputs as InputSpecs (dynamic axes as None), for lion_export.verify.case_inputs.load_inputs."""
+    def _specs(self, mode_name: str) -> list[InputSpec]:
         trt = self.backend.module
         specs = []
-        for name in self._io_names("INPUT"):
+        for name in self._io_names(mode_name):
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             shape = tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(name))
             specs.append(InputSpec(name, dtype, shape))
         return specs
 
+    def input_specs(self) -> list[InputSpec]:
+        """The engine's inputs as InputSpecs (dynamic axes as None), for check_feed and verify's load_inputs."""
+        return self._specs("INPUT")
+
+    def output_specs(self) -> list[InputSpec]:
+        """The engine's outputs, described like its inputs."""
+        return self._specs("OUTPUT")
+
+    def profile_range(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The smallest and largest shape the engine's profile accepts for input `name`."""
+        low, _opt, high = (tuple(int(n) for n in s) for s in self.engine.get_tensor_profile_shape(name, 0))
+        return low, high
+
     def _check_profile(self, feed: dict[str, np.ndarray]) -> None:
         for name, array in feed.items():
-            low, _opt, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(name, 0))
+            low, high = self.profile_range(name)
             if len(low) != array.ndim or any(not lo <= n <= hi for lo, n, hi in zip(low, array.shape, high)):
                 raise InputsError(f"{name!r} has shape {tuple(array.shape)}; this engine was built for "
                                   f"{'x'.join(map(str, low))} .. {'x'.join(map(str, high))} (rebuild with wider "

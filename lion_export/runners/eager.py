@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .runner import Runner
+from .base import Runner
 
 
 class TorchRunner(Runner):

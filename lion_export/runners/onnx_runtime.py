@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runner import Runner
+from .base import Runner
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 FLOAT_TYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16),
@@ -25,9 +25,10 @@ class ProviderError(ValueError):
     """An execution provider this onnxruntime installation does not have (e.g. CUDA without onnxruntime-gpu)."""
 
 
-def resolve_providers(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def resolve_providers(names: str | list[str] | tuple[str, ...], *, check_available: bool = True) -> tuple[str, ...]:
     """"cpu,cuda" (short or full names) -> ("CPUExecutionProvider", "CUDAExecutionProvider"), each one checked
-    against what this onnxruntime build offers, so a missing GPU build is one clear error, not a silent CPU run."""
+    against what this onnxruntime build offers, so a missing GPU build is one clear error, not a silent CPU run.
+    check_available=False checks the names only (a session that reports its fallback instead of refusing)."""
     import onnxruntime as ort
 
     parts = [p.strip() for p in (names.split(",") if isinstance(names, str) else names) if p.strip()]
@@ -42,7 +43,7 @@ def resolve_providers(names: str | list[str] | tuple[str, ...]) -> tuple[str, ..
         wanted.append(name)
     available = ort.get_available_providers()
     missing = [n for n in wanted if n not in available]
-    if missing:
+    if missing and check_available:
         hint = " (install onnxruntime-gpu for CUDA / TensorRT)" if set(missing) - {"CPUExecutionProvider"} else ""
         raise ProviderError(f"onnxruntime {ort.__version__} here lacks {', '.join(missing)}; it has "
                             f"{', '.join(available)}{hint}")
@@ -54,12 +55,15 @@ class OnnxRuntimeRunner(Runner):
 
     optimization: onnxruntime's graph optimisation level; "disable" runs the file exactly as written (used to prove
     that the custom nodes' local functions, not a fused rewrite, give the right answer).
+    allow_fallback: a requested provider that does not start (onnxruntime then runs on the CPU) is a line in
+    `warnings` instead of a ProviderError: verify refuses such a run, an application may accept it, knowingly.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, *, optimization: str = "all",
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None) -> None:
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None,
+                 allow_fallback: bool = False) -> None:
         super().__init__()
         if optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {optimization!r}")
@@ -67,6 +71,8 @@ class OnnxRuntimeRunner(Runner):
         self.optimization = optimization
         self.providers = providers
         self.threads = threads
+        self.allow_fallback = allow_fallback
+        self.warnings: list[str] = []
         self.session = None
         self._float_inputs: dict[str, np.dtype] = {}
 
@@ -90,8 +96,11 @@ class OnnxRuntimeRunner(Runner):
             raise SessionError(f"onnxruntime cannot load {self.onnx_path}: {message}") from None
         inactive = [p for p in self.providers if p not in self.session.get_providers()]
         if inactive:     # onnxruntime falls back to the CPU silently when a GPU provider fails to start
-            raise ProviderError(f"onnxruntime could not start {', '.join(inactive)} for {self.onnx_path} "
-                                f"(running {', '.join(self.session.get_providers())})")
+            message = (f"onnxruntime could not start {', '.join(inactive)} for {self.onnx_path} "
+                       f"(running {', '.join(self.session.get_providers())})")
+            if not self.allow_fallback:
+                raise ProviderError(message)
+            self.warnings = [message]
         self._float_inputs = {i.name: FLOAT_TYPES[i.type] for i in self.session.get_inputs() if i.type in FLOAT_TYPES}
 
     def deactivate(self) -> None:
