@@ -89,3 +89,37 @@ def test_relative_imports_resolve() -> None:
     """The resolver itself: `from ..x import y` two levels down means the grandparent package's x.y."""
     assert ("lion_export.models.presets", 1) in _imports("lion_export.models")
     assert ("lion_export.forms", 2) in _imports("lion_export.models.attention")
+
+
+RUNNERS = ("lion_export.runners",)
+#: the only pieces of the engine layer a runner needs: what an engine file says, and which TensorRT runs it
+ENGINE_FOR_RUNNERS = ("lion_export.engine.header", "lion_export.engine.backend", "lion_export.engine.rtx_targets",
+                      "lion_export.engine")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, RUNNERS)))
+def test_runners_sit_below_verify_bench_and_the_cli(module: str) -> None:
+    """runners/ serves verify, bench and applications alike, so it never reaches up into them; of the engine layer
+    it uses only the header and backend modules (the engine's build never runs an engine)."""
+    imported = [name for name, _ in _imports(module)]
+    above = [n for n in imported if _within(n, ("lion_export.verify", "lion_export.bench", "lion_export.cli"))]
+    engine = [n for n in imported if _within(n, ("lion_export.engine",)) and n not in ENGINE_FOR_RUNNERS]
+    assert not above and not engine, f"{module} imports {above + engine}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, ("lion_export.verify", "lion_export.engine"))))
+def test_verify_and_engine_share_runners_without_importing_each_other(module: str) -> None:
+    """Their runners live in runners/, so the import loop between the two (the TensorRT runner in engine/ using
+    verify's inputs, verify's file runner using engine/) is gone: verify never imports the engine layer, and the
+    engine layer takes from verify only the image geometry of case_inputs (tokens <-> image sizes)."""
+    imported = [name for name, _ in _imports(module)]
+    if _within(module, ("lion_export.verify",)):
+        bad = [n for n in imported if _within(n, ("lion_export.engine",))]
+    else:
+        bad = [n for n in imported if _within(n, ("lion_export.verify",)) and n != "lion_export.verify.case_inputs"]
+    assert not bad, f"{module} imports {bad}"
+
+
+def test_the_runner_rule_sees_the_runners() -> None:
+    assert {"lion_export.runners.base", "lion_export.runners.trt_engine", "lion_export.runners.session"} <= set(MODULES)
+    assert ("lion_export.engine.header", 2) in _imports("lion_export.runners.trt_engine")
