@@ -107,7 +107,8 @@ def test_runners_sit_below_verify_bench_and_the_cli(module: str) -> None:
     assert not above and not engine, f"{module} imports {above + engine}"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, ("lion_export.verify", "lion_export.engine"))))
+@pytest.mark.parametrize("module", sorted(m for m in MODULES
+                                          if _within(m, ("lion_export.verify", "lion_export.engine"))))
 def test_verify_and_engine_share_runners_without_importing_each_other(module: str) -> None:
     """Their runners live in runners/, so the import loop between the two (the TensorRT runner in engine/ using
     verify's inputs, verify's file runner using engine/) is gone: verify never imports the engine layer, and the

@@ -1,4 +1,5 @@
-"""The runner of a file (for `verify`, `bench` and `lion_export.load`): one small factory keyed by the file's kind (lion_export.artefacts).
+"""The runner of a file (for `verify`, `bench` and `lion_export.load`): one small factory keyed by the file's kind
+(lion_export.artefacts).
 
 A checkpoint is a model, run by the eager runner (`eager.py`); an .onnx file runs in onnxruntime; a TensorRT
 engine runs in `lion_export.runners.trt_engine.TensorRTRunner`, imported only when an engine is given (TensorRT support

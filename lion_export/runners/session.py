@@ -45,7 +45,8 @@ class TensorInfo:
         """InputsError when an axis lies outside [min, max]."""
         for axis, (low, size, high) in enumerate(zip(self.min_shape, shape, self.max_shape)):
             if size < low or (high is not None and size > high):
-                bounds = f"{'x'.join(map(str, self.min_shape))} .. {'x'.join('?' if h is None else str(h) for h in self.max_shape)}"
+                highs = "x".join("?" if h is None else str(h) for h in self.max_shape)
+                bounds = f"{'x'.join(map(str, self.min_shape))} .. {highs}"
                 raise InputsError(f"{source}: {self.name!r} has shape {shape}; axis {axis} must lie in "
                                   f"[{low}, {'any' if high is None else high}] (accepted: {bounds})")
 
@@ -158,9 +159,9 @@ def _onnx_session(path: Path, providers: str | Sequence[str], optimization: str,
 
 def _engine_session(path: Path) -> Session:
     """A TensorRT engine: the runner registers the plugin itself; the profile bounds each input."""
-    from .trt_engine import TensorRTRunner
+    from .files import engine_runner
 
-    runner = TensorRTRunner(path)
+    runner = engine_runner(path)
     session = Session(path, runner, [], [])
     session.inputs = [TensorInfo.from_spec(spec, *runner.profile_range(spec.name)) for spec in runner.input_specs()]
     session.outputs = [TensorInfo.from_spec(spec) for spec in runner.output_specs()]
