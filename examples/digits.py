@@ -210,7 +210,7 @@ def eager_predictions(model, images: np.ndarray) -> np.ndarray:
 
 
 def onnxruntime_predictions(onnx_path: Path, images: np.ndarray) -> np.ndarray:
-    from lion_export.verify import OnnxRuntimeRunner
+    from lion_export.runners import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(onnx_path) as runner:
         (logits,) = runner.infer({INPUT_NAME: images}).values()

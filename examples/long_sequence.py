@@ -203,7 +203,7 @@ def eval_set(length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def onnx_predictions(path: Path, ids: np.ndarray, threads: int) -> np.ndarray:
     """The exported graph's predicted values for `ids`, 8 sequences per run."""
-    from lion_export.verify import OnnxRuntimeRunner
+    from lion_export.runners import OnnxRuntimeRunner
 
     predictions = []
     with OnnxRuntimeRunner(path, threads=threads) as runner:
