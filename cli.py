@@ -277,6 +277,37 @@ def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bo
     click.echo(f"wrote {' + '.join(str(p) for p in written)}")
 
 
+@main.command("quantize")
+@click.argument("model_file", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), metavar="DATA",
+              help="Calibration inputs: an .npz as verify --load-inputs reads (required: never noise).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="INT8 file (default: MODEL.int8.onnx).")
+@click.option("--method", type=LibraryChoice("lion_export.quantize", "CALIBRATION_METHODS", "METHOD"),
+              default="minmax", show_default=True, help="Calibration: minmax, entropy or percentile.")
+@click.option("--exclude-blocks", type=CommaList(Count(min=0)), default=(), metavar="N,N", help="Blocks kept fp32.")
+@click.option("--op-types", type=CommaList(LibraryChoice("lion_export.quantize", "LINEAR_OP_TYPES", "OP")),
+              default="Conv,MatMul,Gemm", show_default=True, help="Linear layers to quantize, by op type.")
+@DEBUG
+def quantize_command(model_file: Path, calibration: Path | None, output: Path | None, method: str,
+                     exclude_blocks: tuple[int, ...], op_types: tuple[str, ...], debug: bool) -> None:
+    """INT8 QDQ file (opset 19) of a float export: its linear layers quantized, the LION mixer kept fp32."""
+    from functools import partial
+
+    from lion_export.progress import phases
+    from lion_export.quantize import QuantizeOptions, quantize_onnx
+    from lion_export.quantize.calibration import feeds_from_npz
+
+    output = model_file.with_suffix(".int8.onnx") if output is None else output
+    if calibration is None or output.resolve() == model_file.resolve():
+        fail("give --calibration DATA.npz (real inputs: INT8 scales are never fitted to noise)" if calibration is None
+             else f"-o {output} is the input file; write the INT8 file to another name")
+    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(stderr=True),
+                                                                                "reading the graph") as step:
+        result = quantize_onnx(model_file, output, partial(feeds_from_npz, calibration),
+                               QuantizeOptions(method, op_types, exclude_blocks), progress=step)
+    click.echo(result.describe())
+
+
 @main.command("inspect")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

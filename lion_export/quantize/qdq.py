@@ -12,17 +12,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import atomic_output
-from .calibration import CalibrationFeeds, data_reader
 from .selection import LINEAR_OP_TYPES, QuantizeError, check_not_quantized, linear_layers
 
 QUANTIZED_OPSET = 19
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+if TYPE_CHECKING:
+    from ..verify.case_inputs import InputSpec
+    from .calibration import CalibrationFeeds
+
 TENSORRT_RULES = {"QuantizeBias": False, "ActivationSymmetric": True, "WeightSymmetric": True}
 
 
@@ -80,7 +84,8 @@ def _quiet_quantizer():
         logging.disable(logging.NOTSET)
 
 
-def quantize_onnx(source: str | Path, output: str | Path, calibration: CalibrationFeeds | Callable[..., CalibrationFeeds],
+def quantize_onnx(source: str | Path, output: str | Path,
+                  calibration: "CalibrationFeeds | Callable[[list[InputSpec]], CalibrationFeeds]",
                   options: QuantizeOptions = QuantizeOptions(),
                   progress: Callable[[str], None] | None = None) -> QuantizeResult:
     """Quantize the float export `source` to the INT8 QDQ file `output` (written atomically).
@@ -91,6 +96,7 @@ def quantize_onnx(source: str | Path, output: str | Path, calibration: Calibrati
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from ..graph_summary import load_onnx_model
+    from .calibration import data_reader
     from ..verify.case_inputs import graph_input_specs
 
     options.check()
@@ -100,7 +106,7 @@ def quantize_onnx(source: str | Path, output: str | Path, calibration: Calibrati
     if not nodes:
         raise QuantizeError(f"{source}: no linear layer to quantize (no {'/'.join(options.op_types)} node reads an "
                             "initializer weight outside the excluded blocks)")
-    if not isinstance(calibration, CalibrationFeeds):
+    if callable(calibration):
         calibration = calibration(graph_input_specs(model))
     if progress is not None:
         progress(f"converting to opset {QUANTIZED_OPSET}")
