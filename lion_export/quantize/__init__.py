@@ -4,8 +4,9 @@
 calibrator's batches (imported from there: it loads numpy and the input checks, which `--help` must not);
 selection.py says which nodes are linear layers, and so which are not: the LION mixer.
 """
-from .qdq import CALIBRATION_METHODS, QUANTIZED_OPSET, QuantizeOptions, QuantizeResult, quantize_onnx
+from .qdq import (CALIBRATION_METHODS, QUANTIZED_OPSET, QuantizeOptions, QuantizeResult, quantize_npz,
+                   quantize_onnx)
 from .selection import LINEAR_OP_TYPES, QuantizeError
 
 __all__ = ["CALIBRATION_METHODS", "LINEAR_OP_TYPES", "QUANTIZED_OPSET", "QuantizeError", "QuantizeOptions",
-           "QuantizeResult", "quantize_onnx"]
+           "QuantizeResult", "quantize_npz", "quantize_onnx"]

@@ -125,6 +125,21 @@ def quantize_onnx(source: str | Path, output: str | Path,
     return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe())
 
 
+def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path | None,
+                 options: QuantizeOptions = QuantizeOptions(),
+                 progress: Callable[[str], None] | None = None) -> QuantizeResult:
+    """`quantize_onnx` calibrated on an inputs .npz (the command line's form); no .npz is an error, not noise."""
+    from functools import partial
+
+    from .calibration import feeds_from_npz
+
+    if calibration is None:
+        raise QuantizeError("give --calibration DATA.npz (real inputs: INT8 scales are never fitted to noise)")
+    if Path(output).resolve() == Path(source).resolve():
+        raise QuantizeError(f"-o {output} is the input file; write the INT8 file to another name")
+    return quantize_onnx(source, output, partial(feeds_from_npz, calibration), options, progress)
+
+
 def _restore(path: Path, source) -> int:
     """Put back what the quantizer may drop (local functions, custom opset imports, metadata); returns the
     QuantizeLinear count."""
@@ -141,5 +156,5 @@ def _restore(path: Path, source) -> int:
     return sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
 
 
-__all__ = ["CALIBRATION_METHODS", "QUANTIZED_OPSET", "QuantizeOptions", "QuantizeResult", "quantize_onnx",
-           "to_quantizable_opset"]
+__all__ = ["CALIBRATION_METHODS", "QUANTIZED_OPSET", "QuantizeOptions", "QuantizeResult", "quantize_npz",
+           "quantize_onnx", "to_quantizable_opset"]
