@@ -112,3 +112,34 @@ def test_excluded_block_stays_float(files, tmp_path):
     assert "7 linear layers" in result.stdout          # 12 minus block 1's five
     assert not [n for n in onnx.load(tmp_path / "x.onnx").graph.node
                 if n.op_type == "DequantizeLinear" and n.name.startswith("blocks.1.")]
+
+
+def test_python_api_calibrates_on_a_callable_and_checks_its_feeds(files, digits, tmp_path):
+    from functools import partial
+
+    from lion_export.quantize import quantize_onnx
+    from lion_export.quantize.calibration import CalibrationError, feeds_from_callable
+
+    images, _ = digits
+    source = files["chunked"].with_name("chunked.onnx")
+
+    def batches():
+        return ({"images": images[start:start + 32]} for start in range(0, 96, 32))
+
+    result = quantize_onnx(source, tmp_path / "api.onnx", partial(feeds_from_callable, batches))
+    assert (result.layers, result.quantize_nodes) == (LINEAR_LAYERS, 22)
+    assert result.calibration.startswith("3 batches (96 rows)")
+    with pytest.raises(CalibrationError, match="empty"):
+        quantize_onnx(source, tmp_path / "none.onnx", partial(feeds_from_callable, lambda: []))
+    with pytest.raises(CalibrationError, match="images"):
+        quantize_onnx(source, tmp_path / "ints.onnx",
+                      partial(feeds_from_callable, lambda: [{"images": np.zeros((2, 1, 8, 8), np.int64)}]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["api.onnx"]
+
+
+def test_output_may_not_be_the_input(files):
+    source = files["recurrent"].with_name("recurrent.onnx")
+    before = source.read_bytes()
+    result = cli("quantize", source, "--calibration", files["calibration"], "-o", source)
+    assert result.returncode == 2 and "is the input file" in result.stderr
+    assert source.read_bytes() == before

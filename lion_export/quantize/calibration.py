@@ -35,7 +35,10 @@ class CalibrationFeeds:
 
 
 def _checked(feeds: Iterable[Feed], specs: list[InputSpec], source: str) -> CalibrationFeeds:
-    checked = tuple(check_feed(feed, specs, source) for feed in feeds)
+    try:
+        checked = tuple(check_feed(feed, specs, source) for feed in feeds)
+    except ValueError as error:      # one error type for every bad calibration set, whatever its source
+        raise CalibrationError(str(error)) from None
     if not checked or all(min((a.shape[0] if a.ndim else 1) for a in feed.values()) == 0 for feed in checked):
         raise CalibrationError(f"{source}: the calibration set is empty")
     return CalibrationFeeds(checked, source)
