@@ -47,6 +47,10 @@ def files(tmp_path_factory, digits):
         assert quantized.returncode == 0, quantized.stderr
         assert f"{LINEAR_LAYERS} linear layers" in quantized.stdout
         made[form] = folder / f"{form}.int8.onnx"
+    half = cli("export", DIGITS, "--mode", "recurrent", "--dtype", "fp16", "-o", folder / "fp16.onnx", "--no-verify",
+               "--quiet")
+    assert half.returncode == 0, half.stderr
+    made["fp16"] = folder / "fp16.onnx"
     return made
 
 
@@ -92,6 +96,7 @@ def test_refusals_exit_2_and_write_nothing(files, tmp_path):
     cases = {
         "give --calibration": (chunked,),
         "already quantized": (files["chunked"], "--calibration", calibration),
+        "the graph is fp16": (files["fp16"], "--calibration", calibration),
         "do not match the graph": (chunked, "--calibration", tmp_path / "wrong.npz"),
         "calibration set is empty": (chunked, "--calibration", tmp_path / "empty.npz"),
         "no block [7]": (chunked, "--calibration", calibration, "--exclude-blocks", "7"),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import atomic_output
-from .selection import LINEAR_OP_TYPES, QuantizeError, check_not_quantized, linear_layers
+from .selection import LINEAR_OP_TYPES, QuantizeError, check_float32, check_not_quantized, linear_layers
 
 QUANTIZED_OPSET = 19
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -102,6 +102,7 @@ def quantize_onnx(source: str | Path, output: str | Path,
     options.check()
     model = load_onnx_model(source)
     check_not_quantized(model)
+    check_float32(model)
     nodes = linear_layers(model, options.op_types, options.exclude_blocks)
     if not nodes:
         raise QuantizeError(f"{source}: no linear layer to quantize (no {'/'.join(options.op_types)} node reads an "

@@ -27,6 +27,14 @@ def check_not_quantized(model) -> None:
         raise QuantizeError(f"the graph is already quantized (it holds {', '.join(found)}); give the float export")
 
 
+def check_float32(model) -> None:
+    """Refuse an fp16 export: INT8 scales are fitted to fp32 activations, and the quantizer computes in fp32."""
+    import onnx
+
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        raise QuantizeError("the graph is fp16; quantize the fp32 export (lion-export export --dtype fp32)")
+
+
 def block_of(node_name: str) -> int | None:
     """The block index in an exported node's name ("blocks.3.node_MatMul_12" -> 3), None outside the blocks."""
     if not node_name.startswith(BLOCK_PREFIX):
@@ -53,4 +61,4 @@ def linear_layers(model, op_types: Iterable[str] = LINEAR_OP_TYPES, exclude_bloc
             and block_of(node.name) not in exclude]
 
 
-__all__ = ["LINEAR_OP_TYPES", "QuantizeError", "block_of", "check_not_quantized", "linear_layers"]
+__all__ = ["LINEAR_OP_TYPES", "QuantizeError", "block_of", "check_float32", "check_not_quantized", "linear_layers"]
