@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,10 +77,12 @@ def to_quantizable_opset(model):
 
 @contextmanager
 def _quiet_quantizer():
-    """onnxruntime's quantizer logs advice ("consider pre-processing") on the root logger: not for our users."""
+    """onnxruntime's quantizer logs advice ("consider pre-processing") on the root logger, and its entropy and
+    percentile calibrators print their histogram settings on stdout, where the command's result goes: silenced."""
     logging.disable(logging.WARNING)
     try:
-        yield
+        with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+            yield
     finally:
         logging.disable(logging.NOTSET)
 
