@@ -6,6 +6,7 @@ Imported as `lion_export.cli` (lion_export/cli.py is a symlink to this file). Ea
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,17 @@ import click
 from lion_export import __version__
 from lion_export.command_line.errors import errors, fail
 from lion_export.command_line.group import DefaultGroup
-from lion_export.command_line.options import ParityOptions, checkpoint_options, parity_options, read_checkpoint
+from lion_export.command_line.options import (ParityOptions, checkpoint_options, kernel_options, parity_options,
+                                              quantize_options, read_checkpoint)
 from lion_export.command_line.steps import build_and_report, verify_and_report
 from lion_export.command_line.param_types import POSITIVE, CommaList, Count, LibraryChoice, LibraryParsed
 from lion_export.console_output import CountedProgress, output_console
 from lion_export.output_targets import output_targets
+from lion_export.progress import phases
 
 DTYPE = LibraryChoice("lion_export.dtypes", "GRAPH_DTYPES", "DTYPE")
 DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks.")
-
-
-def _profile_range(option: str) -> LibraryParsed:
-    return LibraryParsed("lion_export.engine.profiles", "parse_range", option, metavar="MIN,OPT,MAX")
+_profile_range = partial(LibraryParsed, "lion_export.engine.profiles", "parse_range", metavar="MIN,OPT,MAX")
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,7 +80,6 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
 
     from lion_export.artefacts import ENGINE_SUFFIX, ONNX_SUFFIX
     from lion_export.export import export_onnx, resolve_opset
-    from lion_export.progress import phases
 
     if no_verify and report_path is not None:
         fail("--report needs the parity check: drop --no-verify")
@@ -234,7 +233,7 @@ def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bo
 
     from lion_export.atomic import atomic_output
     from lion_export.engine.header import read_engine_header
-    from lion_export.runners.trt_engine import TensorRTRunner
+    from lion_export.runners.trt_engine import TensorRTRunner, output_lines
     from lion_export.verify.case_inputs import load_inputs
 
     with errors(debug, "engine run"), output_targets({"--outputs": outputs}):
@@ -245,11 +244,7 @@ def run_command(engine_file: Path, inputs: Path, outputs: Path | None, debug: bo
         if outputs is not None:
             with atomic_output(outputs) as tmp, open(tmp, "wb") as handle:
                 np.savez(handle, **results)
-    click.echo(f"ran {described}")
-    for name, array in results.items():
-        values = array.astype(np.float64)
-        click.echo(f"{name}: {array.dtype.name}{list(array.shape)} min {values.min():.4g} max {values.max():.4g} "
-                   f"mean {values.mean():.4g}")
+    click.echo("\n".join([f"ran {described}", *output_lines(results)]))
     if outputs is not None:
         click.echo(f"wrote {outputs}")
 
@@ -277,6 +272,24 @@ def convert(checkpoint: Path, output: Path, reading: Any, quiet: bool, debug: bo
     click.echo(f"wrote {' + '.join(str(p) for p in written)}")
 
 
+@main.command("quantize")
+@click.argument("model_file", metavar="MODEL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), metavar="DATA",
+              help="Calibration inputs: an .npz as verify --load-inputs reads (required: never noise).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="INT8 file (default: MODEL.int8.onnx).")
+@quantize_options
+@DEBUG
+def quantize_command(model_file: Path, calibration: Path | None, output: Path | None, choices: Any,
+                     debug: bool) -> None:
+    """INT8 QDQ file (opset 19) of a float export: its linear layers quantized, the LION mixer kept fp32."""
+    from lion_export.quantize import quantize_npz
+
+    output = model_file.with_suffix(".int8.onnx") if output is None else output
+    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "reading") as step:
+        result = quantize_npz(model_file, output, calibration, choices, progress=step)
+    click.echo(result.describe())
+
+
 @main.command("inspect")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -286,7 +299,6 @@ def inspect_command(file: Path, as_json: bool, debug: bool) -> None:
     functions) or a TensorRT engine, .engine / .plan / .trt (what its header says, no GPU needed, and its build
     report)."""
     import json
-    from functools import partial
 
     from lion_export.artefacts import artefact_kind
 
@@ -314,22 +326,11 @@ def inspect_command(file: Path, as_json: bool, debug: bool) -> None:
               help="GPU target, e.g. sm_87 (Jetson Orin); an unknown one lists the others.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR",
               help="Directory for the .ptx/.cubin files and manifest.json (created if missing).")
-@click.option("--dtype", type=LibraryChoice("lion_export.dtypes", "KERNEL_DTYPES", "DTYPE"), default="fp16",
-              show_default=True, help="Element type of q, k, v, y: fp16, bf16 or fp32.")
-@click.option("--head-dim", type=int, default=64, show_default=True, metavar="N", help="dk, the query/key head dim.")
-@click.option("--head-dim-v", type=int, metavar="N", help="dv, the value head dim (default: --head-dim).")
-@click.option("--chunk-size", type=int, default=64, show_default=True, metavar="N",
-              help="Chunk size of the chunked kernels (fp32 above head dim 64 runs at most 32; the manifest says "
-                   "which).")
-@click.option("--normalize/--no-normalize", default=True, show_default=True,
-              help="Divide by the LION normaliser (vision models) or not (MLM).")
-@click.option("--eps", type=float, default=1e-6, show_default=True, metavar="X",
-              help="The normaliser's eps (baked into the PTX).")
+@kernel_options
 @click.option("--ptx-version", default="8.0", show_default=True, metavar="X.Y",
               help="PTX ISA version: 8.0 loads on every CUDA 12+ driver (JetPack 6 included); newer needs newer.")
 @DEBUG
-def compile_kernels_command(arch: str, out_dir: Path, dtype: str, head_dim: int, head_dim_v: int | None,
-                            chunk_size: int, normalize: bool, eps: float, ptx_version: str, debug: bool) -> None:
+def compile_kernels_command(arch: str, out_dir: Path, kernel: dict[str, Any], ptx_version: str, debug: bool) -> None:
     """Compile the Triton kernels ahead of time for one GPU (no GPU needed): PTX, cubin and a launch manifest."""
     import itertools
 
@@ -342,8 +343,7 @@ def compile_kernels_command(arch: str, out_dir: Path, dtype: str, head_dim: int,
         gpu = target(arch)
         ptx = parse_ptx_version(ptx_version)
         check_ptx_version(gpu, ptx)
-        config = KernelConfig(dtype=dtype, head_dim=head_dim, head_dim_v=head_dim_v, normalize=normalize, eps=eps,
-                              chunk_size=chunk_size)
+        config = KernelConfig(**kernel)
         total, done = len(kernel_specs(config)), itertools.count(1)
         with CountedProgress(f"compiling for {gpu.name}") as progress:
             kernels = compile_kernels(gpu.name, config, ptx_version=ptx,

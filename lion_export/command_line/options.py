@@ -3,6 +3,9 @@
 `checkpoint_options`: how a checkpoint is read -> `reading`, a lion_export.checkpoints.ReadOptions.
 `parity_options`: how a parity check judges and records -> `parity`, a ParityOptions, whose fields are the
 keyword arguments of lion_export.verify.verify_onnx / verify_files.
+`kernel_options`: what the ahead-of-time kernels compute -> `kernel`, the fields of a
+lion_export.kernels.aot.specs.KernelConfig as a dict (its checks then run inside the command's error handling).
+`quantize_options`: the choices of an INT8 quantization -> `choices`, a lion_export.quantize.QuantizeOptions.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 
 import click
 
-from .param_types import POSITIVE, LibraryChoice, OutputBound
+from .param_types import POSITIVE, CommaList, Count, LibraryChoice, OutputBound
 
 Command = Callable[..., Any]
 
@@ -136,4 +139,37 @@ parity_options = _grouped("parity", _parity, [
     click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout (nothing else)."),
 ])
 
-__all__ = ["checkpoint_options", "read_checkpoint", "ParityOptions", "parity_options"]
+
+kernel_options = _grouped("kernel", dict, [
+    click.option("--dtype", type=LibraryChoice("lion_export.dtypes", "KERNEL_DTYPES", "DTYPE"), default="fp16",
+                 show_default=True, help="Element type of q, k, v, y: fp16, bf16 or fp32."),
+    click.option("--head-dim", type=int, default=64, show_default=True, metavar="N",
+                 help="dk, the query/key head dim."),
+    click.option("--head-dim-v", type=int, metavar="N", help="dv, the value head dim (default: --head-dim)."),
+    click.option("--chunk-size", type=int, default=64, show_default=True, metavar="N",
+                 help="Chunk size of the chunked kernels (fp32 above head dim 64 runs at most 32; the manifest says "
+                      "which)."),
+    click.option("--normalize/--no-normalize", default=True, show_default=True,
+                 help="Divide by the LION normaliser (vision models) or not (MLM)."),
+    click.option("--eps", type=float, default=1e-6, show_default=True, metavar="X",
+                 help="The normaliser's eps (baked into the PTX)."),
+])
+
+
+def _quantize_options(**values: Any) -> Any:
+    from lion_export.quantize import QuantizeOptions
+
+    return QuantizeOptions(**values)
+
+
+quantize_options = _grouped("choices", _quantize_options, [
+    click.option("--method", type=LibraryChoice("lion_export.quantize", "CALIBRATION_METHODS", "METHOD"),
+                 default="minmax", show_default=True, help="Calibration: minmax, entropy or percentile."),
+    click.option("--op-types", type=CommaList(LibraryChoice("lion_export.quantize", "LINEAR_OP_TYPES", "OP")),
+                 default="Conv,MatMul,Gemm", show_default=True, help="Linear layers to quantize, by op type."),
+    click.option("--exclude-blocks", type=CommaList(Count(min=0)), default=(), metavar="N,N",
+                 help="Blocks kept in float, for accuracy."),
+])
+
+__all__ = ["checkpoint_options", "read_checkpoint", "ParityOptions", "parity_options", "kernel_options",
+           "quantize_options"]

@@ -172,4 +172,14 @@ class TensorRTRunner(Runner):
         return {name: tensor.cpu().numpy() for name, tensor in outputs.items()}
 
 
-__all__ = ["TensorRTRunner", "RunnerUnavailable", "NO_GPU"]
+def output_lines(results: dict[str, np.ndarray]) -> list[str]:
+    """One line per output of a run: dtype, shape, min, max and mean (what `lion-export run` prints)."""
+    lines = []
+    for name, array in results.items():
+        values = array.astype(np.float64)
+        lines.append(f"{name}: {array.dtype.name}{list(array.shape)} min {values.min():.4g} max {values.max():.4g} "
+                     f"mean {values.mean():.4g}")
+    return lines
+
+
+__all__ = ["TensorRTRunner", "RunnerUnavailable", "NO_GPU", "output_lines"]

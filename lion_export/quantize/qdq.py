@@ -1,0 +1,164 @@
+"""Write the INT8 QDQ file: onnxruntime's quantize_static, held to the rules TensorRT's parser accepts.
+
+- QDQ format (QuantizeLinear / DequantizeLinear pairs around float ops), the form TensorRT reads as explicit
+  precision; per-channel symmetric INT8 weights, symmetric INT8 activations, biases left in float (TensorRT refuses
+  int32 bias DequantizeLinear, asymmetric zero points and quantized non-weight constants).
+- Only the linear layers (selection.py); the LION mixer, its decays and the LayerNorms stay fp32.
+- Opset 19 out: onnxruntime's quantizer output does not load at the exporter's newer opsets (a DequantizeLinear
+  with no CPU kernel at 28; at 21 a QuantizeLinear whose output type and zero point disagree).
+- The recurrent form's `lion.SelectiveScan` nodes run in the calibrator through their model-local function; the
+  opset converter drops local functions and custom-domain imports, so they are put back before calibrating.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..atomic import atomic_output
+from .selection import LINEAR_OP_TYPES, QuantizeError, check_float32, check_not_quantized, linear_layers
+
+QUANTIZED_OPSET = 19
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+if TYPE_CHECKING:
+    from ..verify.case_inputs import InputSpec
+    from .calibration import CalibrationFeeds
+
+TENSORRT_RULES = {"QuantizeBias": False, "ActivationSymmetric": True, "WeightSymmetric": True}
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """The user's choices: calibration method, op types to quantize, blocks left in float."""
+
+    method: str = "minmax"
+    op_types: tuple[str, ...] = LINEAR_OP_TYPES
+    exclude_blocks: tuple[int, ...] = ()
+
+    def check(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise QuantizeError(f"calibration method {self.method!r}: choose among {', '.join(CALIBRATION_METHODS)}")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What was written: the file, the layers quantized, the QuantizeLinear count, the calibration used."""
+
+    path: Path
+    layers: int
+    quantize_nodes: int
+    calibration: str
+
+    def describe(self) -> str:
+        return (f"wrote {self.path} (INT8 QDQ, opset {QUANTIZED_OPSET}: {self.layers} linear layers, "
+                f"{self.quantize_nodes} QuantizeLinear; calibrated on {self.calibration})")
+
+
+def to_quantizable_opset(model):
+    """The model at opset 19, its custom-domain imports and local functions kept (the converter drops them)."""
+    from onnx import version_converter
+
+    custom = [op for op in model.opset_import if op.domain not in ("", "ai.onnx")]
+    try:
+        converted = version_converter.convert_version(model, QUANTIZED_OPSET)
+    except Exception as error:  # noqa: BLE001 - the converter raises bare RuntimeErrors from C++
+        raise QuantizeError(f"cannot convert the graph to opset {QUANTIZED_OPSET}, which the quantizer's output "
+                            f"needs ({' '.join(str(error).split())[:200]})") from None
+    kept = {op.domain for op in converted.opset_import}
+    converted.opset_import.extend(op for op in custom if op.domain not in kept)
+    if not converted.functions:
+        converted.functions.extend(model.functions)
+    return converted
+
+
+@contextmanager
+def _quiet_quantizer():
+    """onnxruntime's quantizer logs advice ("consider pre-processing") on the root logger, and its entropy and
+    percentile calibrators print their histogram settings on stdout, where the command's result goes: silenced."""
+    logging.disable(logging.WARNING)
+    try:
+        with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def quantize_onnx(source: str | Path, output: str | Path,
+                  calibration: "CalibrationFeeds | Callable[[list[InputSpec]], CalibrationFeeds]",
+                  options: QuantizeOptions = QuantizeOptions(),
+                  progress: Callable[[str], None] | None = None) -> QuantizeResult:
+    """Quantize the float export `source` to the INT8 QDQ file `output` (written atomically).
+
+    `calibration`: checked feeds, or a function of the graph's input specs returning them (feeds_from_npz with its
+    path bound, say), so the data is checked against the graph before any work.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from ..graph_summary import load_onnx_model
+    from .calibration import data_reader
+    from ..verify.case_inputs import graph_input_specs
+
+    options.check()
+    model = load_onnx_model(source)
+    check_not_quantized(model)
+    check_float32(model)
+    nodes = linear_layers(model, options.op_types, options.exclude_blocks)
+    if not nodes:
+        raise QuantizeError(f"{source}: no linear layer to quantize (no {'/'.join(options.op_types)} node reads an "
+                            "initializer weight outside the excluded blocks)")
+    if callable(calibration):
+        calibration = calibration(graph_input_specs(model))
+    if progress is not None:
+        progress(f"converting to opset {QUANTIZED_OPSET}")
+    model = to_quantizable_opset(model)
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.method]
+    output = Path(output)
+    with atomic_output(output) as tmp, _quiet_quantizer():
+        quantize_static(model, tmp, data_reader(calibration, progress), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(options.op_types), per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                        calibrate_method=method, extra_options=dict(TENSORRT_RULES))
+        if progress is not None:
+            progress("writing")
+        quantize_nodes = _restore(tmp, model)
+    return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe())
+
+
+def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path | None,
+                 options: QuantizeOptions = QuantizeOptions(),
+                 progress: Callable[[str], None] | None = None) -> QuantizeResult:
+    """`quantize_onnx` calibrated on an inputs .npz (the command line's form); no .npz is an error, not noise."""
+    from functools import partial
+
+    from .calibration import feeds_from_npz
+
+    if calibration is None:
+        raise QuantizeError("give --calibration DATA.npz (real inputs: INT8 scales are never fitted to noise)")
+    if Path(output).resolve() == Path(source).resolve():
+        raise QuantizeError(f"-o {output} is the input file; write the INT8 file to another name")
+    return quantize_onnx(source, output, partial(feeds_from_npz, calibration), options, progress)
+
+
+def _restore(path: Path, source) -> int:
+    """Put back what the quantizer may drop (local functions, custom opset imports, metadata); returns the
+    QuantizeLinear count."""
+    import onnx
+
+    quantized = onnx.load(str(path))
+    if not quantized.functions:
+        quantized.functions.extend(source.functions)
+    domains = {op.domain for op in quantized.opset_import}
+    quantized.opset_import.extend(op for op in source.opset_import if op.domain not in domains)
+    present = {prop.key for prop in quantized.metadata_props}
+    quantized.metadata_props.extend(prop for prop in source.metadata_props if prop.key not in present)
+    onnx.save(quantized, str(path))
+    return sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
+
+
+__all__ = ["CALIBRATION_METHODS", "QUANTIZED_OPSET", "QuantizeOptions", "QuantizeResult", "quantize_npz",
+           "quantize_onnx", "to_quantizable_opset"]

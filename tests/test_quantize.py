@@ -1,0 +1,151 @@
+"""lion-export quantize: which layers get Q/DQ (the same in both forms, never the chunked mixer), the rules TensorRT
+needs (per-channel weights, float biases, opset 19), accuracy on real digits, and every refusal."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "lion_s_digits.pt"
+FORMS = ("chunked", "recurrent")
+LINEAR_LAYERS = 12      # patch Conv, per block (2): qkv, gate, projection, 2 MLP layers; the classifier Gemm
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lion_export.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Normalised digits as examples/digits.py feeds them: (images, labels)."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    data = datasets.load_digits()
+    images = data.images.astype(np.float32)[:, None]
+    return (images - images.mean()) / images.std(), data.target
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, digits):
+    """The bundled digits model exported in both forms, a calibration npz of 64 digits, and both INT8 files."""
+    folder = tmp_path_factory.mktemp("quantize")
+    images, _ = digits
+    calibration = folder / "calibration.npz"
+    np.savez(calibration, **{f"case{i}/images": images[16 * i:16 * (i + 1)] for i in range(4)})
+    made = {"calibration": calibration}
+    for form in FORMS:
+        exported = cli("export", DIGITS, "--mode", form, "--chunk-size", 8, "-o", folder / f"{form}.onnx",
+                       "--no-verify", "--quiet")
+        assert exported.returncode == 0, exported.stderr
+        quantized = cli("quantize", folder / f"{form}.onnx", "--calibration", calibration)
+        assert quantized.returncode == 0, quantized.stderr
+        assert f"{LINEAR_LAYERS} linear layers" in quantized.stdout
+        made[form] = folder / f"{form}.int8.onnx"
+    half = cli("export", DIGITS, "--mode", "recurrent", "--dtype", "fp16", "-o", folder / "fp16.onnx", "--no-verify",
+               "--quiet")
+    assert half.returncode == 0, half.stderr
+    made["fp16"] = folder / "fp16.onnx"
+    return made
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_only_the_linear_layers_are_quantized(files, form):
+    model = onnx.load(files[form])
+    weights = {init.name: init for init in model.graph.initializer}
+    dequantized_weights = [node for node in model.graph.node if node.op_type == "DequantizeLinear"
+                           and weights.get(node.input[0]) is not None
+                           and weights[node.input[0]].data_type == onnx.TensorProto.INT8]
+    assert len(dequantized_weights) == LINEAR_LAYERS          # the chunked mixer's MatMuls read no weight: not here
+    for node in dequantized_weights:                          # per-channel: one scale per output channel
+        assert len(weights[node.input[1]].dims) == 1 and weights[node.input[1]].dims[0] > 1
+    assert not [init for init in model.graph.initializer if init.data_type == onnx.TensorProto.INT32]  # no int bias
+    zero_points = [onnx.numpy_helper.to_array(weights[n.input[2]]) for n in model.graph.node
+                   if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)   # symmetric activations
+    assert {op.domain: op.version for op in model.opset_import}[""] == 19
+    counts = Counter(node.op_type for node in model.graph.node)
+    assert counts["LayerNormalization"] == 5 and counts["QuantizeLinear"] == 22
+    if form == "recurrent":
+        assert counts["SelectiveScan"] == 2 and [f.name for f in model.functions] == ["SelectiveScan"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_int8_accuracy_within_a_point_of_fp32(files, digits, form):
+    import onnxruntime as ort
+
+    images, labels = digits
+    accuracy = {}
+    for name, path in (("fp32", files[form].with_name(f"{form}.onnx")), ("int8", files[form])):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        accuracy[name] = (session.run(None, {"images": images})[0].argmax(-1) == labels).mean()
+    assert accuracy["fp32"] > 0.95
+    assert abs(accuracy["int8"] - accuracy["fp32"]) <= 0.01
+
+
+def test_refusals_exit_2_and_write_nothing(files, tmp_path):
+    chunked, calibration = files["chunked"].with_name("chunked.onnx"), files["calibration"]
+    np.savez(tmp_path / "wrong.npz", pixels=np.zeros((2, 1, 8, 8), np.float32))
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 1, 8, 8), np.float32))
+    out = tmp_path / "out.onnx"
+    cases = {
+        "give --calibration": (chunked,),
+        "already quantized": (files["chunked"], "--calibration", calibration),
+        "the graph is fp16": (files["fp16"], "--calibration", calibration),
+        "do not match the graph": (chunked, "--calibration", tmp_path / "wrong.npz"),
+        "calibration set is empty": (chunked, "--calibration", tmp_path / "empty.npz"),
+        "no block [7]": (chunked, "--calibration", calibration, "--exclude-blocks", "7"),
+        "'Add' is not one of": (chunked, "--calibration", calibration, "--op-types", "Add"),
+        "no linear layer": (chunked, "--calibration", calibration, "--op-types", "MatMul", "--exclude-blocks", "0,1"),
+    }
+    for message, args in cases.items():
+        result = cli("quantize", *args, "-o", out)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npz", "wrong.npz"]     # nothing written
+
+
+def test_excluded_block_stays_float(files, tmp_path):
+    result = cli("quantize", files["recurrent"].with_name("recurrent.onnx"), "--calibration", files["calibration"],
+                 "-o", tmp_path / "x.onnx", "--exclude-blocks", "1", "--method", "percentile")
+    assert result.returncode == 0, result.stderr
+    assert "7 linear layers" in result.stdout          # 12 minus block 1's five
+    assert len(result.stdout.splitlines()) == 1         # the calibrator's own prints stay off stdout
+    assert not [n for n in onnx.load(tmp_path / "x.onnx").graph.node
+                if n.op_type == "DequantizeLinear" and n.name.startswith("blocks.1.")]
+
+
+def test_python_api_calibrates_on_a_callable_and_checks_its_feeds(files, digits, tmp_path):
+    from functools import partial
+
+    from lion_export.quantize import quantize_onnx
+    from lion_export.quantize.calibration import CalibrationError, feeds_from_callable
+
+    images, _ = digits
+    source = files["chunked"].with_name("chunked.onnx")
+
+    def batches():
+        return ({"images": images[start:start + 32]} for start in range(0, 96, 32))
+
+    result = quantize_onnx(source, tmp_path / "api.onnx", partial(feeds_from_callable, batches))
+    assert (result.layers, result.quantize_nodes) == (LINEAR_LAYERS, 22)
+    assert result.calibration.startswith("3 batches (96 rows)")
+    with pytest.raises(CalibrationError, match="empty"):
+        quantize_onnx(source, tmp_path / "none.onnx", partial(feeds_from_callable, lambda: []))
+    with pytest.raises(CalibrationError, match="images"):
+        quantize_onnx(source, tmp_path / "ints.onnx",
+                      partial(feeds_from_callable, lambda: [{"images": np.zeros((2, 1, 8, 8), np.int64)}]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["api.onnx"]
+
+
+def test_output_may_not_be_the_input(files):
+    source = files["recurrent"].with_name("recurrent.onnx")
+    before = source.read_bytes()
+    result = cli("quantize", source, "--calibration", files["calibration"], "-o", source)
+    assert result.returncode == 2 and "is the input file" in result.stderr
+    assert source.read_bytes() == before
