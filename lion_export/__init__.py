@@ -6,8 +6,7 @@ and `lion_export/cli.py` are symlinks to the repository's top-level `kernels/`, 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy_names import lazy_names
 
 __version__ = "0.1.0"
 
@@ -24,14 +23,4 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lion_export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _EXPORTS)

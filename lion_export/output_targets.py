@@ -1,4 +1,5 @@
-"""Every file and folder a command will write, checked before the work starts, not found unwritable after it.
+"""Every file and folder a command (or an engine build) will write, checked before the work starts, not found
+unwritable after it.
 
 An export, a verification or an engine build takes seconds to minutes; a report path under /proc, a folder that
 does not exist yet, or an output that is a directory must stop the command before that time is spent. Missing

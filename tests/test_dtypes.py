@@ -23,7 +23,7 @@ def test_numpy_types_match_torch_and_bf16_has_none():
 
 
 def test_tensorrt_names_are_members_of_tensorrts_datatype():
-    trt = pytest.importorskip("tensorrt_rtx_bindings")
+    trt = pytest.importorskip("tensorrt_rtx_bindings", reason="needs TensorRT-RTX (the [tensorrt-rtx] extra)")
     for entry in dtypes.DTYPES.values():
         assert hasattr(trt.DataType, entry.tensorrt), entry
 

@@ -8,7 +8,6 @@ inlines its local function. The engine and its report are written atomically: a 
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_output, write_bytes_atomically
+from ..output_targets import output_targets
 from ..scan_op import PLUGIN_ID, PLUGIN_VERSION
 from .backend import Backend, collecting_logger, load_backend, register_plugin
 from .graph_file import LionGraph, load_lion_graph
@@ -61,17 +61,6 @@ class BuildOptions:
     timing_cache: Path | None = None
     report_path: Path | None = None           # None = MODEL.build.json beside the engine
     verbose_log: Any = None                   # a callable taking TensorRT's log lines (--debug), or None
-
-
-def check_output_path(path: Path, option: str = "-o") -> None:
-    """Refuse an output path that could not be written, before spending a build on it."""
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a directory; give a file name such as {path / 'model.engine'}")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path} cannot be created: {ancestor} is not a writable directory")
 
 
 def _parse(trt: Any, backend: Backend, graph: LionGraph, options: BuildOptions,
@@ -141,15 +130,18 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     are bad input or a missing TensorRT; BuildError is TensorRT failing on a file that passed every check.
     """
     options = options or BuildOptions()
-    display = display or SilentDisplay()
     engine_path = Path(engine_path)
     report_path = build_report_path(engine_path) if options.report_path is None else options.report_path
-    check_output_path(engine_path)
-    check_output_path(report_path, "--report")
-    if options.timing_cache is not None:
-        check_output_path(options.timing_cache, "--timing-cache")
     if options.workspace_mib is not None and options.workspace_mib < 1:
         raise ValueError(f"--workspace must be a positive number of MiB, got {options.workspace_mib}")
+    # every file the build writes is checked (its folders made) before a build is spent on it, and folders made
+    # for a build that then fails are removed again
+    with output_targets({"-o": engine_path, "--report": report_path, "--timing-cache": options.timing_cache}):
+        return _build(Path(onnx_path), engine_path, report_path, options, display or SilentDisplay())
+
+
+def _build(onnx_path: Path, engine_path: Path, report_path: Path, options: BuildOptions,
+           display: PhaseDisplay) -> BuildReport:
     graph = load_lion_graph(onnx_path)
     profiles = input_profiles(graph.model, options.profiles)
     backend = load_backend()
@@ -186,7 +178,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     if serialized is None:
         reason = logger.errors[-1] if logger.errors else "no error was logged"
         raise BuildError(f"{backend.describe()} could not build {graph.path}: {reason}")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(engine_path) as tmp, open(tmp, "wb") as handle:
         handle.write(memoryview(serialized))
     notes = []
@@ -211,10 +202,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
         parse_seconds=round(parse_seconds, 3), build_seconds=round(build_seconds, 3),
         workspace_bytes=None if options.workspace_mib is None else options.workspace_mib * 2**20,
         timing_cache=timing, notes=notes, warnings=warnings)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
     report.write_json(report_path)
     return report
 
 
 __all__ = ["BuildError", "BuildOptions", "ParseError", "UnsupportedOpError", "PLUGIN_LABEL", "AOT_LABEL",
-           "RTX_PLUGIN_WARNING", "build_engine", "check_output_path"]
+           "RTX_PLUGIN_WARNING", "build_engine"]

@@ -9,8 +9,7 @@ signature never pays for torch or onnxruntime.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lion_export.lazy_names import lazy_names
 
 _EXPORTS = {
     "Runner": "base",
@@ -27,14 +26,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lion_export.runners' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _EXPORTS)
