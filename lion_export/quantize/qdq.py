@@ -62,17 +62,22 @@ def to_quantizable_opset(model):
     """The model at opset 19, its custom-domain imports and local functions kept (the converter drops them)."""
     from onnx import version_converter
 
-    custom = [op for op in model.opset_import if op.domain not in ("", "ai.onnx")]
     try:
         converted = version_converter.convert_version(model, QUANTIZED_OPSET)
     except Exception as error:  # noqa: BLE001 - the converter raises bare RuntimeErrors from C++
         raise QuantizeError(f"cannot convert the graph to opset {QUANTIZED_OPSET}, which the quantizer's output "
                             f"needs ({' '.join(str(error).split())[:200]})") from None
-    kept = {op.domain for op in converted.opset_import}
-    converted.opset_import.extend(op for op in custom if op.domain not in kept)
-    if not converted.functions:
-        converted.functions.extend(model.functions)
+    _carry_custom_parts(converted, model)
     return converted
+
+
+def _carry_custom_parts(target, source) -> None:
+    """Put back into `target` what the converter and the quantizer drop from `source`: the model-local functions
+    (the recurrent form's lion.SelectiveScan) and the custom-domain opset imports they need."""
+    if not target.functions:
+        target.functions.extend(source.functions)
+    domains = {op.domain for op in target.opset_import}
+    target.opset_import.extend(op for op in source.opset_import if op.domain not in domains)
 
 
 @contextmanager
@@ -100,7 +105,7 @@ def quantize_onnx(source: str | Path, output: str | Path,
 
     from ..graph_summary import load_onnx_model
     from .calibration import data_reader
-    from ..verify.case_inputs import graph_input_specs
+    from ..runners.feeds import graph_input_specs
 
     options.check()
     model = load_onnx_model(source)
@@ -150,10 +155,7 @@ def _restore(path: Path, source) -> int:
     import onnx
 
     quantized = onnx.load(str(path))
-    if not quantized.functions:
-        quantized.functions.extend(source.functions)
-    domains = {op.domain for op in quantized.opset_import}
-    quantized.opset_import.extend(op for op in source.opset_import if op.domain not in domains)
+    _carry_custom_parts(quantized, source)
     present = {prop.key for prop in quantized.metadata_props}
     quantized.metadata_props.extend(prop for prop in source.metadata_props if prop.key not in present)
     onnx.save(quantized, str(path))
