@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runners.feeds import InputSpec
-from .extra import require
+from ..serve_extra import require
 from .signature import ArtefactSignature
 
 BACKENDS = ("onnxruntime", "tensorrt", "python")

@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .extra import ServingUnavailable
+from ..serve_extra import EXTRA, ServingUnavailable
 
 PACKAGE = "nvidia-pytriton"
 STOP_GRACE_S = 15.0
@@ -66,8 +66,7 @@ def server_files() -> ServerFiles:
     ServingUnavailable naming what is missing."""
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
-        raise ServingUnavailable(f"{PACKAGE} is not installed; install the serving extra: "
-                                 'pip install "lion-export[serve]"')
+        raise ServingUnavailable(f"{PACKAGE} is not installed; install the serving extra: {EXTRA}")
     package = Path(next(iter(spec.submodule_search_locations)))
     server = package / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"

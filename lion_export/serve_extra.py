@@ -1,5 +1,6 @@
-"""The one message for a serving package that is not installed: serving is optional, so `lion-export serve` or
-`triton-repo` on an installation without it must say which extra brings it, in one line (exit 2), not a traceback.
+"""The one message for a serving package that is not installed: serving is optional, so `lion-export serve`,
+`triton-repo` or a `triton://` model on an installation without it must say which extra brings it, in one line
+(exit 2), not a traceback. Shared by lion_export/serving/ and the Triton client runner below it.
 """
 from __future__ import annotations
 
