@@ -418,7 +418,7 @@ def bench_command(checkpoint: Path, modes: tuple[str, ...], backends: tuple[str,
               help="Microseconds a request may wait for others to join its batch.")
 @click.option("--instances", type=POSITIVE, default=1, show_default=True, help="Model instances (instance_group).")
 @click.option("--kind", type=LibraryChoice("lion_export.serving.model_config", "KINDS", "KIND"),
-              help="cpu or gpu instances (default: gpu for the tensorrt backend or an --accelerator, else cpu).")
+              help="cpu or gpu instances (default: gpu for engines or an --accelerator, else cpu).")
 @click.option("--accelerator", type=LibraryChoice("lion_export.serving.model_config", "ACCELERATORS", "NAME"),
               help="The onnxruntime backend's GPU execution accelerator: tensorrt or cuda.")
 @click.option("--name", "names", multiple=True, metavar="NAME",
