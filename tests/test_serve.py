@@ -26,7 +26,7 @@ http = pytest.importorskip("tritonclient.http", reason='needs tritonclient (pip 
 grpc = pytest.importorskip("tritonclient.grpc", reason='needs tritonclient (pip install "lion-export[serve]")')
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from lion_export.serving.server import TritonServer, server_files  # noqa: E402
+from lion_export.serving.server import ServerError, TritonServer, server_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_MODEL, VISION_MODEL, ORT_MODEL = "text", "vision", "text_ort"
@@ -189,7 +189,7 @@ def _garbage(server) -> bytes:
 
 
 @pytest.mark.parametrize("case", ["wrong dtype", "wrong shape", "missing input", "unknown model", "oversized batch",
-                                  "garbage bytes"])
+                                  "token outside the vocabulary", "garbage bytes"])
 def test_malformed_requests_get_errors_and_the_server_keeps_serving(server, models, case):
     ids, mask = tokens(2, 12)
     if case == "garbage bytes":
@@ -202,6 +202,8 @@ def test_malformed_requests_get_errors_and_the_server_keeps_serving(server, mode
             "missing input": (TEXT_MODEL, {"input_ids": ids}, None),
             "unknown model": ("no_such_model", {"input_ids": ids, "attention_mask": mask}, None),
             "oversized batch": (VISION_MODEL, {"images": images(9)}, None),
+            "token outside the vocabulary": (TEXT_MODEL, {"input_ids": ids + TEXT["vocab_size"],
+                                                          "attention_mask": mask}, None),
         }[case]
         with pytest.raises(InferenceServerException) as error:
             infer(http, server.http_url, name, feed, types)
@@ -209,6 +211,15 @@ def test_malformed_requests_get_errors_and_the_server_keeps_serving(server, mode
     pictures = images(1, seed=7)
     np.testing.assert_allclose(infer(http, server.http_url, VISION_MODEL, {"images": pictures}),
                                eager(models["vision"], pictures), atol=ATOL, rtol=0)
+
+
+def test_a_server_that_cannot_start_is_one_error_with_its_log(repo, tmp_path):
+    with socket.socket() as taken:                  # the HTTP port is in use: tritonserver exits at once
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ServerError, match="before it was ready; its log ends:\n(.|\n)*127.0.0.1"):
+            TritonServer(tmp_path, http_port=taken.getsockname()[1], timeout=60, work_dir=tmp_path / "w").start()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
 
 
 def test_serve_runs_until_ctrl_c_and_leaves_no_process(repo, tmp_path):
