@@ -288,7 +288,7 @@ def quantize_command(model_file: Path, calibration: Path | None, output: Path | 
     from lion_export.quantize import quantize_npz
 
     output = model_file.with_suffix(".int8.onnx") if output is None else output
-    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "checking the options") as step:
+    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "reading") as step:
         result = quantize_npz(model_file, output, calibration, choices, progress=step)
     click.echo(result.describe())
 
