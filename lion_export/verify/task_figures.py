@@ -64,10 +64,10 @@ class TaskFigures:
         found = []
         if min_cosine is not None and not self.cosine >= min_cosine:
             found.append(f"{self.output}: cosine similarity {self.cosine:.6f} to {against} is below "
-                         f"--min-cosine {min_cosine:g}")
+                         f"--min-cosine {min_cosine}")
         if min_top1_agreement is not None and not self.top1_agreement >= min_top1_agreement:
             found.append(f"{self.output}: top-1 agreement {self.top1_agreement:.4f} with {against} is below "
-                         f"--min-top1-agreement {min_top1_agreement:g}")
+                         f"--min-top1-agreement {min_top1_agreement}")
         return found
 
     def to_dict(self) -> dict:
