@@ -76,10 +76,6 @@ class LayerQuantization:
     output_before_bias: bool = False
     input_shared: bool = False      # the rounded input is what every reader of the tensor sees (see read_plan)
 
-    def describe(self) -> str:
-        parts = [name for name, q in (("weight", self.weight), ("input", self.input), ("output", self.output)) if q]
-        return f"{self.module} ({self.node}): {', '.join(parts)}"
-
 
 def is_qdq(proto) -> bool:
     """Whether the graph holds QuantizeLinear / DequantizeLinear nodes (an INT8 QDQ file)."""
@@ -159,20 +155,21 @@ def _module_of(node, weight_names: list[str], weights: dict[str, tuple[str, nn.M
     return max(candidates, key=lambda c: c[0])[1]
 
 
+def _transposed(node, graph: _Graph) -> bool:
+    """Whether the node reads the module's (out, in) weight transposed: a MatMul does, a Gemm with transB = 0 too."""
+    return node.op_type == "MatMul" or (node.op_type == "Gemm" and not graph.attribute(node, "transB", 0))
+
+
 def _weight_axis(node, graph: _Graph, axis: int | None) -> int | None:
-    """The per-channel axis of a graph weight, in the module's own (out, in, ...) layout: a MatMul reads the
-    transpose (in, out), a Gemm with transB = 0 too."""
-    if axis is None or node.op_type == "Conv":
-        return axis
-    transposed = node.op_type == "MatMul" or not graph.attribute(node, "transB", 0)
-    return (1 - axis % 2) if transposed else axis
+    """The per-channel axis of a graph weight, in the module's own (out, in, ...) layout."""
+    return (1 - axis % 2) if axis is not None and _transposed(node, graph) else axis
 
 
 def _check_shape(node, graph: _Graph, stored: str, module: nn.Module) -> None:
     """The graph's weight has the module's weight shape, in the node's orientation."""
     tensor = graph.constants.get(stored)
     shape = tuple(module.weight.shape)
-    if tensor is not None and node.op_type != "Conv" and _weight_axis(node, graph, 0) == 1:
+    if _transposed(node, graph):
         shape = shape[::-1]
     if tensor is not None and tuple(tensor.dims) != shape:
         raise FakeQuantError(f"the quantized weight {stored!r} of {node.name!r} has shape {tuple(tensor.dims)}; "
