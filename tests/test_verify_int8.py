@@ -164,6 +164,20 @@ def test_a_pair_the_reference_cannot_place_is_named(files, tmp_path):
     assert result.exit_code == 2 and f"cannot place the Q/DQ pair on tensor '{tensor}'" in result.output
 
 
+def test_a_view_between_a_pair_and_its_layer_is_seen_through(files, tmp_path):
+    """A Flatten between the classifier's input Q/DQ pair and its Gemm (a placement that reshapes for a 2-D
+    kernel) moves no value: the pair is still the layer's input, and the file passes."""
+    proto = onnx.load(files["recurrent"])
+    index, gemm = next((i, n) for i, n in enumerate(proto.graph.node) if n.op_type == "Gemm")
+    proto.graph.node.insert(index, helper.make_node("Flatten", [gemm.input[0]], ["head_input_flat"], axis=1,
+                                                    name="head_flatten"))
+    gemm.input[0] = "head_input_flat"
+    onnx.save(proto, tmp_path / "view.int8.onnx")
+    plan = read_plan(onnx.load(tmp_path / "view.int8.onnx"), files["model"])
+    assert next(layer for layer in plan if layer.module == "head").input is not None
+    assert verify_onnx(files["model"], tmp_path / "view.int8.onnx", inputs=files["test"], progress=False).passed
+
+
 TEXT = {"depth": 2, "dim": 16, "num_heads": 2, "vocab_size": 50, "max_len": 64}
 VISION = {"depth": 2, "dim": 16, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_classes": 5,
           "pos_embed": False}

@@ -10,7 +10,8 @@ quantization error, judged separately: task_figures.py). The places are read fro
   (`..._quantized`). A tied weight (a decoder sharing the token embedding) maps to the Linear that uses it.
 - each Q/DQ pair sits at one of three positions of such a node: its weight (per-channel scales, whose axis is
   mapped to the module's (out, in) layout), its input activation, or its output activation, before the bias
-  Add of a MatMul or after it. The module then gets a fake-quantized weight copy, a forward pre-hook for its input
+  Add of a MatMul or after it; reshapes and transposes between a per-tensor pair and its node move no value and
+  are seen through. The module then gets a fake-quantized weight copy, a forward pre-hook for its input
   and a forward hook for its output (`torch.fake_quantize_per_channel_affine` / `_per_tensor_affine`).
 - a pair the reference cannot place is an error naming its tensor, never skipped: a pair elsewhere (the mixer, a
   LayerNorm), a dequantized tensor that also reaches a node the hooks do not see, or a node whose weight names no
@@ -33,6 +34,8 @@ QDQ_NODES = ("QuantizeLinear", "DequantizeLinear")
 TRANSPOSED_SUFFIX = ".T"          # the exporter's name for a weight's folded transpose (export/block_stack.py)
 INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 SHAPE_READERS = ("Shape", "Size")  # read a tensor's shape only: its rounding cannot reach them
+# move values without changing them: a per-tensor rounding before them is the same rounding after them
+LAYOUT_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
 
 class FakeQuantError(ValueError):
@@ -188,6 +191,38 @@ def _source(graph: _Graph, name: str):
     return None, dequantize, dequantize.input[0]
 
 
+def _before_layout(graph: _Graph, name: str) -> str:
+    """The tensor that `name` is a reshaped / transposed view of (itself if none)."""
+    while (producer := graph.producer.get(name)) is not None and producer.op_type in LAYOUT_OPS:
+        name = producer.input[0]
+    return name
+
+
+def _after_layout(graph: _Graph, name: str) -> str:
+    """The last of the views that `name` alone feeds (a Gemm's output reshaped back: itself if none)."""
+    while len(users := graph.consumers.get(name, [])) == 1 and users[0].op_type in LAYOUT_OPS:
+        name = users[0].output[0]
+    return name
+
+
+def _reads_as_input(graph: _Graph, reader, value: str, linear_nodes: set[str]) -> bool:
+    """Whether `reader` of `value` is one of `linear_nodes` taking it as its input, directly or through views."""
+    while reader.op_type in LAYOUT_OPS:
+        users = graph.consumers.get(reader.output[0], [])
+        if len(users) != 1:
+            return False
+        value, reader = reader.output[0], users[0]
+    return reader.name in linear_nodes and reader.input[0] == value
+
+
+def _per_tensor(rounding: Quantization, moved: bool) -> Quantization:
+    """A rounding read across views must be per tensor: a view moves a per-channel rounding's channel axis."""
+    if moved and rounding.axis is not None:
+        raise FakeQuantError(f"cannot place the per-channel Q/DQ pair on tensor {rounding.tensor!r}: a reshape or "
+                             "transpose lies between it and its Linear / Conv")
+    return rounding
+
+
 def _output_pair(graph: _Graph, tensor: str):
     """(Q, its DequantizeLinear readers) when `tensor` is read by one QuantizeLinear and nothing else, else None."""
     users = graph.consumers.get(tensor, [])
@@ -235,9 +270,10 @@ def read_plan(proto, model: nn.Module) -> list[LayerQuantization]:
         layer = LayerQuantization(name, node.name, weight=replace(rounding, axis=_weight_axis(node, graph,
                                                                                                rounding.axis)))
         placed.add(dequantize.name)
-        activation = _source(graph, node.input[0])
+        source = _before_layout(graph, node.input[0])
+        activation = _source(graph, source)
         if activation is not None and activation[2] not in graph.constants:
-            layer = replace(layer, input=_quantization(graph, *activation))
+            layer = replace(layer, input=_per_tensor(_quantization(graph, *activation), source != node.input[0]))
             inputs.setdefault(activation[1].name, []).append(name)
         layer, dequantizers = _with_output(graph, node, layer)
         placed.update(dequantizers)
@@ -254,16 +290,19 @@ def _with_output(graph: _Graph, node, layer: LayerQuantization) -> tuple[LayerQu
     """`layer` with the rounding of `node`'s output, if the file has one (a MatMul's before or after its bias
     Add); and the names of the DequantizeLinear nodes that rounding accounts for."""
     out, before_bias = node.output[0], node.op_type == "MatMul"
-    if before_bias and _output_pair(graph, out) is None:
-        add = _bias_add(graph, out)
+    viewed = _after_layout(graph, out)
+    if before_bias and _output_pair(graph, viewed) is None:
+        add = _bias_add(graph, viewed)
         if add is not None:
             out, before_bias = add.output[0], False
-    pair = _output_pair(graph, out)
+            viewed = _after_layout(graph, out)
+    pair = _output_pair(graph, viewed)
     if pair is None:
         return layer, []
     quantize, dequantizers = pair
-    roundings = [_quantization(graph, quantize, d, out) for d in dequantizers]
-    return replace(layer, output=roundings[0], output_before_bias=before_bias), [d.name for d in dequantizers]
+    roundings = [_quantization(graph, quantize, d, viewed) for d in dequantizers]
+    return (replace(layer, output=_per_tensor(roundings[0], viewed != out), output_before_bias=before_bias),
+            [d.name for d in dequantizers])
 
 
 def _rounded_for_all(graph: _Graph, dequantize: str, linear_nodes: set[str]) -> bool:
@@ -276,7 +315,7 @@ def _rounded_for_all(graph: _Graph, dequantize: str, linear_nodes: set[str]) -> 
     source = _source(graph, dq.output[0])
     tensor = source[2] if source else dq.input[0]
     others = [r for r in graph.consumers.get(dq.output[0], []) if r.op_type not in SHAPE_READERS
-              and (r.name not in linear_nodes or r.input[0] != dq.output[0])]
+              and not _reads_as_input(graph, r, dq.output[0], linear_nodes)]
     if not others:
         return False
     raw = [r for r in graph.consumers.get(tensor, []) if r.op_type not in SHAPE_READERS
