@@ -279,6 +279,19 @@ def _weights_to_initializers(graph: ir.Graph, weights: Mapping[str, ir.Value],
         graph.register_initializer(value)
 
 
+def _name_weight_transposes(graph: ir.Graph, weights: Mapping[str, ir.Value]) -> None:
+    """Name the Transpose of each weight after it (`blocks.0.attn.qkv.weight.T`), a name the folded constant keeps:
+    the file then says which parameter each MatMul reads, as its Gemm and Conv nodes say by reading the weight
+    itself. The INT8 reference of verify (verify/fake_quant.py) places each quantized weight on its module so."""
+    taken = {value.name for node in graph for value in node.outputs} | set(graph.initializers)
+    for name, weight in weights.items():
+        for user, _ in weight.uses():
+            target = f"{name}.T"
+            if user.op_type == "Transpose" and user.domain == "" and len(user.inputs) == 1 and target not in taken:
+                user.outputs[0].name = target
+                taken.add(target)
+
+
 def _fold_weight_transforms(model: ir.Model) -> None:
     """Step 5, second half: fold nodes whose inputs are all constants (a Linear weight's Transpose, ...), drop
     what they leave unused and store folded constants as initializers, as torch.onnx's optimizer ends."""
@@ -316,6 +329,7 @@ def traced_with_repeated_blocks(model: nn.Module, trace: Callable[[nn.Module], "
     if plan is not None:
         _repeat(graph, plan, weights)
     _weights_to_initializers(graph, weights, tensors)
+    _name_weight_transposes(graph, weights)
     _fold_weight_transforms(program.model)
     return program
 

@@ -3,7 +3,10 @@ output against a bound calibrated on eager PyTorch in the artefact's own dtype (
 
 Public API (what `lion-export export` and `lion-export verify` call):
     report = verify_onnx(model, "model.onnx", seq_lens=None, batch=2, dtype=None, tolerance="calibrated",
-                         atol=None, rtol=None, error_stat="max", inputs=None, providers="cpu", progress=True)
+                         atol=None, rtol=None, error_stat=None, inputs=None, providers="cpu", progress=True,
+                         min_cosine=None, min_top1_agreement=None)
+    # an INT8 QDQ file (lion-export quantize) is compared with the model fake-quantized as the file says
+    # (fake_quant.py); report.task holds its task-level figures against the float model (task_figures.py)
     report = verify_files("model.fp32.onnx", "model.fp16.onnx",      # file vs file (or an engine), calibrated
                           checkpoint_path="model.pt")                # on the checkpoint (default: found beside)
     report.passed; report.to_dict(); report.to_json(); report.write_json("report.json")

@@ -37,10 +37,10 @@ def plot_error_histogram(report: VerificationReport, path: str | Path) -> Path:
             errors = out.abs_errors[np.isfinite(out.abs_errors)]
             if errors.size:
                 left.hist(np.log10(np.maximum(errors, floor)), bins=bins, histtype="step", label=label)
-            ratios = out.headrooms[np.isfinite(out.headrooms)]
+            ratios = out.headrooms[np.isfinite(out.headrooms)].astype(np.float64)   # exact: the floor bin
             if ratios.size:
                 right.hist(np.log10(np.maximum(ratios, 1e-8)), bins=ratio_bins, histtype="step", label=label)
-            if out.tolerance is not None and out.tolerance.atol > 0:
+            if out.tolerance is not None and 0 < out.tolerance.atol < np.inf:     # none: file against INT8 file
                 atols.add(out.tolerance.atol)
     for atol in sorted(atols):
         left.axvline(np.log10(atol), color="k", linestyle="--", linewidth=0.8)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -33,12 +35,14 @@ from ..graph_summary import FORM_KEY, load_onnx_model, metadata
 from ..models.presets import config_of
 from ..models.vision import patch_grid_for_tokens
 from ..runners import Runner, TorchRunner, file_runner, resolve_providers
-from .calibration import calibrated_tolerance
+from .calibration import calibrated_tolerance, quantized_tolerance
 from .compare import ERROR_STATS, compare_outputs, failed_comparison
+from .fake_quant import apply_plan, is_qdq, read_plan
 from .case_inputs import (InputSpec, InputsError, check_feed, graph_input_specs, image_size_for_tokens,
                      load_input_cases, make_image_feed, make_text_feed, save_arrays, tokens_for_image)
 from .parity_report import CaseResult, VerificationReport
 from .provenance import find_checkpoint, recorded_sha256, sha256_hint
+from .task_figures import TaskFigures, check_threshold
 from .tolerances import TOLERANCES, Bounds, Tolerance, ToleranceRequest, tolerance_for
 
 # A float64 parallel reference materialises (B, H, L, L) score matrices; beyond this budget it runs in float32.
@@ -224,6 +228,12 @@ def _to_parallel(model: torch.nn.Module) -> None:
     set_form(model, "parallel")
 
 
+def _parallel_fake_quantized(plan: list, model: torch.nn.Module) -> None:
+    """The reference of an INT8 file: the parallel form, fake-quantized as `plan` (fake_quant.read_plan) says."""
+    _to_parallel(model)
+    apply_plan(model, plan)
+
+
 def _tokens(config, feed: dict[str, np.ndarray]) -> int | None:
     """The token count a feed gives the model (text: L of input_ids; vision: patches + the class token)."""
     for array in feed.values():
@@ -258,7 +268,10 @@ def _cases(config, specs: list[InputSpec] | None, meta: dict, seq_lens: list[int
     return varied, cases, notes
 
 
-def _check_request(batch: int, seq_lens: list[int] | None, error_stat: str) -> None:
+def _check_request(batch: int, seq_lens: list[int] | None, error_stat: str, min_cosine: float | None = None,
+                   min_top1_agreement: float | None = None) -> None:
+    check_threshold("min_cosine", min_cosine)
+    check_threshold("min_top1_agreement", min_top1_agreement)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if seq_lens is not None and (not seq_lens or any(n < 2 for n in seq_lens)):
@@ -287,6 +300,7 @@ class _Graph:
     output_names: list[str] | None
     meta: dict
     dtype: str | None
+    qdq: bool = False           # an INT8 QDQ file (QuantizeLinear / DequantizeLinear nodes)
 
 
 def _read_file(path: str | Path) -> _Graph:
@@ -300,7 +314,7 @@ def _read_file(path: str | Path) -> _Graph:
     proto = load_onnx_model(path)
     meta = metadata(proto)
     return _Graph(Path(path), kind, graph_input_specs(proto), [o.name for o in proto.graph.output], meta,
-                  _file_dtype(proto, meta))
+                  _file_dtype(proto, meta), is_qdq(proto))
 
 
 def _config_from_meta(meta: dict):
@@ -328,6 +342,9 @@ class _Sides:
     calibration: dict[str, Runner]
     expected_is_model: bool
     baseline: Runner | None = None
+    quantized: bool = False     # expected is the fake-quantized model, baseline the float one (quantized_tolerance)
+    task_only: bool = False     # a float file against an INT8 one: no elementwise bound
+    figures: bool = False       # measure the task-level figures of actual against baseline (else expected)
 
 
 def _model_infer(runner: Runner, case: Case, who: str) -> dict[str, np.ndarray]:
@@ -364,11 +381,17 @@ def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: 
                                                     valid.get(name))
                     except ValueError as exc:    # eager itself overflowed in this dtype: nothing to calibrate on
                         base = dataclasses.replace(base, basis=f"{base.basis} ({exc})")
+                if sides.quantized:
+                    base = quantized_tolerance(base, expected[name], against[name], valid.get(name))
+                if sides.task_only:
+                    base = Tolerance(math.inf, 0.0, basis="none: a float file against an INT8 one")
                 tolerances[name] = request.apply(base, name)
             actual = None
             try:
                 actual = actual_runner.infer(case.feed)
                 outputs = compare_outputs(expected, actual, tolerances, valid, error_stat)
+                if sides.figures:
+                    _add_figures(report, against, actual, valid)
             except Exception as exc:  # noqa: BLE001 - a graph that cannot run this size fails this case, visibly
                 problem = f"{actual_runner.name} failed: {str(exc).splitlines()[0][:300]}"
                 outputs = [failed_comparison(name, tuple(out.shape), problem) for name, out in expected.items()]
@@ -385,6 +408,21 @@ def _run(sides: _Sides, cases: list[Case], report: VerificationReport, request: 
     return kept
 
 
+def _add_figures(report: VerificationReport, against: dict[str, np.ndarray], actual: dict[str, np.ndarray],
+                 valid: dict[str, np.ndarray]) -> None:
+    """Pool one case into the report's task-level figures, one TaskFigures per output the file gave."""
+    if not report.task:
+        report.task = [TaskFigures(name) for name in against if name in actual]
+    for figures in report.task:
+        figures.add(against[figures.output], actual[figures.output], valid.get(figures.output))
+
+
+def _judge_figures(report: VerificationReport, min_cosine: float | None, min_top1_agreement: float | None) -> None:
+    """Thresholds the user gave make the task-level figures a check: each shortfall fails the report."""
+    for figures in report.task:
+        report.failures += figures.shortfalls(min_cosine, min_top1_agreement, report.task_against or "the reference")
+
+
 def _save(cases: list[Case], kept: dict, save_inputs: str | Path | None, save_outputs: str | Path | None) -> None:
     if save_inputs is not None:
         save_arrays(save_inputs, {f"case{i}": case.feed for i, case in enumerate(cases)})
@@ -394,11 +432,12 @@ def _save(cases: list[Case], kept: dict, save_inputs: str | Path | None, save_ou
 
 def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list[int] | None = None,
                 batch: int = 2, dtype: str | None = None, atol: float | Bounds | None = None,
-                rtol: float | Bounds | None = None, tolerance: str = "calibrated", error_stat: str = "max",
+                rtol: float | Bounds | None = None, tolerance: str = "calibrated", error_stat: str | None = None,
                 inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
                 providers: str | tuple[str, ...] = "cpu", checkpoint_path: str | Path | None = None,
                 save_inputs: str | Path | None = None, save_outputs: str | Path | None = None,
-                per_block: bool | None = None, progress: bool = True,
+                per_block: bool | None = None, progress: bool = True, min_cosine: float | None = None,
+                min_top1_agreement: float | None = None,
                 on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
     """Run eager `model` (parallel form, float64 where it fits) and `onnx_path` (an .onnx file in onnxruntime, or
     an engine); compare every output against its bound.
@@ -407,19 +446,25 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     dtype: "fp32" | "fp16", the file's precision (default: read off the graph; engines: fp32).
     tolerance: "calibrated" (eager in the file's dtype sets each bound, calibration.py) or "fixed" (the table).
     atol, rtol: one number for every output or {output name: number}; replace the method's bound where given.
-    error_stat: "max" (every element within its bound), "mean" or "median" of |err| / bound must be <= 1.
+    error_stat: "max" (every element within its bound), "mean" or "median" of |err| / bound must be <= 1; default
+    max, and mean for an INT8 QDQ file (calibration.py says why).
     inputs: an .npz path (one case, or cases saved with save_inputs) or a dict of arrays, instead of generated ones.
     optimization, providers: onnxruntime's graph optimisation level and execution providers ("cpu,cuda", ...).
     checkpoint_path: the file `model` came from; a sha256 differing from the file's metadata is noted.
     save_inputs, save_outputs: .npz files for the inputs run and every side's outputs ("case0/expected/logits").
     per_block: compare every block's mixer and MLP too (blocks.py), on the first failing case (or the first case);
-    None (the default) does it only when parity fails, for .onnx files.
-    Raises ValueError (InputsError / OnnxFileError / ProviderError for bad input) before anything runs.
+    None (the default) does it only when parity fails, for .onnx files (never for an INT8 file).
+    min_cosine, min_top1_agreement: thresholds on the task-level figures (task_figures.py), measured against the
+    float model for an INT8 QDQ file (always) and against the reference otherwise (when a threshold is given).
+    An INT8 QDQ file is compared with `model` fake-quantized as the file says (fake_quant.py), not the float model.
+    Raises ValueError (InputsError / OnnxFileError / ProviderError / FakeQuantError for bad input) before
+    anything runs.
     """
-    _check_request(batch, seq_lens, error_stat)
+    graph = _read_file(onnx_path)
+    error_stat = error_stat or ("mean" if graph.qdq else "max")
+    _check_request(batch, seq_lens, error_stat, min_cosine, min_top1_agreement)
     request = ToleranceRequest.build(tolerance, atol, rtol)
     provider_names = resolve_providers(providers)
-    graph = _read_file(onnx_path)
     if graph.specs is None:
         graph.specs, graph.output_names = _signature_specs(model)
     request.check_outputs(graph.output_names)
@@ -433,19 +478,35 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     form = _form_of(graph)
     calibration = _eager_runner(model, graph, dtype, input_names) if method == "calibrated" else None
     mode = graph.meta.get(FORM_KEY) if isinstance(graph.meta.get(FORM_KEY), str) else None
+    expected = TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype, prepare=_to_parallel)
+    float_model = None
+    if graph.qdq:
+        plan = read_plan(load_onnx_model(onnx_path), model)
+        float_model = expected
+        expected = TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype,
+                               prepare=partial(_parallel_fake_quantized, plan))
+        notes.append(f"INT8 QDQ file: the reference is the model fake-quantized as the file says ({len(plan)} "
+                     f"linear layers: weights, inputs and outputs rounded with the file's scales); the bound adds "
+                     f"half the mean quantization error, judged on the {error_stat} of |err| / bound")
     report = VerificationReport(
         artefact=str(onnx_path), mode=mode, dtype=dtype, reference=", parallel form", actual="",
         tolerance_method=method, error_stat=error_stat, varied=varied, notes=notes,
         calibration=None if calibration is None else f"eager pytorch, {form} form, {dtype}",
         hint=sha256_hint(checkpoint_path, graph.meta), reference_artefact=None if checkpoint_path is None
         else str(checkpoint_path))
-    sides = _Sides(TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype, prepare=_to_parallel),
-                   file_runner(onnx_path, providers=provider_names, optimization=optimization),
-                   {} if calibration is None else {f"eager-{dtype}": calibration}, True)
+    sides = _Sides(expected, file_runner(onnx_path, providers=provider_names, optimization=optimization),
+                   {} if calibration is None else {f"eager-{dtype}": calibration}, True, float_model,
+                   quantized=graph.qdq, figures=graph.qdq or min_cosine is not None or min_top1_agreement is not None)
+    report.task_against = "the float model (eager pytorch)" if graph.qdq else "the reference"
     kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
     _save(cases, kept, save_inputs, save_outputs)
     _check_precision(report, graph)
-    if per_block and graph.kind != "onnx":
+    _judge_figures(report, min_cosine, min_top1_agreement)
+    if graph.qdq:
+        if per_block:
+            report.notes.append("no per-block table: it compares blocks with the float model, and this is an "
+                                "INT8 file")
+    elif per_block and graph.kind != "onnx":
         report.notes.append("no per-block table: it marks extra outputs in an .onnx file, and this is an engine")
     elif graph.kind == "onnx" and (per_block or (per_block is None and not report.passed)):
         _localise(report, model, graph, cases, input_names, dtype, form, method, request, provider_names,
@@ -476,10 +537,12 @@ def _localise(report: VerificationReport, model, graph: _Graph, cases: list[Case
 def verify_files(reference_path: str | Path, actual_path: str | Path, *, model: torch.nn.Module | None = None,
                  checkpoint_path: str | Path | None = None, tolerance: str = "calibrated",
                  seq_lens: list[int] | None = None, batch: int = 2, dtype: str | None = None,
-                 atol: float | Bounds | None = None, rtol: float | Bounds | None = None, error_stat: str = "max",
-                 inputs: str | Path | dict[str, np.ndarray] | None = None, optimization: str = "all",
-                 providers: str | tuple[str, ...] = "cpu", save_inputs: str | Path | None = None,
-                 save_outputs: str | Path | None = None, progress: bool = True,
+                 atol: float | Bounds | None = None, rtol: float | Bounds | None = None,
+                 error_stat: str | None = None, inputs: str | Path | dict[str, np.ndarray] | None = None,
+                 optimization: str = "all", providers: str | tuple[str, ...] = "cpu",
+                 save_inputs: str | Path | None = None,
+                 save_outputs: str | Path | None = None, progress: bool = True, min_cosine: float | None = None,
+                 min_top1_agreement: float | None = None,
                  on_case: Callable[[CaseResult], None] | None = None) -> VerificationReport:
     """Run two files (.onnx or engines) on the same inputs and compare the second against the first.
 
@@ -489,15 +552,19 @@ def verify_files(reference_path: str | Path, actual_path: str | Path, *, model: 
     against float64, the two errors added (calibration.py). The checkpoint is `model` (already loaded; with
     `checkpoint_path` its sha256 is checked against the files), else `checkpoint_path`, else a checkpoint beside
     the files whose sha256 their metadata records (provenance.py). With none, or tolerance="fixed", the fixed
-    table of the lower precision applies: the last resort, and the report says which and why. Other arguments as
-    verify_onnx.
+    table of the lower precision applies: the last resort, and the report says which and why.
+    A float file against an INT8 QDQ one (either way round) has no elementwise bound: the report gives the
+    task-level figures of the second against the first, which fail it only below min_cosine / min_top1_agreement.
+    Other arguments as verify_onnx.
     """
-    _check_request(batch, seq_lens, error_stat)
+    error_stat = error_stat or "max"
+    _check_request(batch, seq_lens, error_stat, min_cosine, min_top1_agreement)
     request = ToleranceRequest.build(tolerance, atol, rtol)
     provider_names = resolve_providers(providers)
     first, second = _read_file(reference_path), _read_file(actual_path)
     notes: list[str] = []
-    if model is None and request.method == "calibrated":
+    task_only = first.qdq != second.qdq
+    if model is None and request.method == "calibrated" and not task_only:
         model, checkpoint_path = _files_checkpoint(checkpoint_path, (first, second), notes)
     described = first if first.specs is not None else second
     if described.specs is None and model is not None:
@@ -530,7 +597,9 @@ def verify_files(reference_path: str | Path, actual_path: str | Path, *, model: 
         baseline = TorchRunner(model, names, output_names, compute_dtype=ref_dtype, prepare=_to_parallel)
         calibration = {f"eager-{d} for {side}": _eager_runner(model, g, d, names)
                        for side, g, d in zip(("expected", "actual"), (first, second), file_dtypes)}
-    if method == "fixed":
+    if task_only:
+        method, calibration, baseline = "none", {}, None
+    elif method == "fixed":
         calibration, baseline = {}, None
         why = ("as asked" if request.method == "fixed" else "the reference ran in float32" if model is not None
                else "no checkpoint to calibrate against, the last resort: name it with --checkpoint, or keep it "
@@ -545,10 +614,13 @@ def verify_files(reference_path: str | Path, actual_path: str | Path, *, model: 
         hint=next(filter(None, (sha256_hint(checkpoint_path, g.meta) for g in (first, second))), None))
     sides = _Sides(file_runner(reference_path, providers=provider_names, optimization=optimization),
                    file_runner(actual_path, providers=provider_names, optimization=optimization), calibration, False,
-                   baseline)
+                   baseline, task_only=task_only,
+                   figures=task_only or min_cosine is not None or min_top1_agreement is not None)
+    report.task_against = first.path.name
     kept = _run(sides, cases, report, request, error_stat, progress, on_case, save_outputs is not None)
     _save(cases, kept, save_inputs, save_outputs)
     _check_precision(report, second)
+    _judge_figures(report, min_cosine, min_top1_agreement)
     return report
 
 

@@ -60,6 +60,8 @@ class VerificationReport:
     blocks: list = field(default_factory=list)   # blocks.StageResult rows (per-block localisation), if made
     block_case: str | None = None
     block_finding: str | None = None
+    task: list = field(default_factory=list)     # task_figures.TaskFigures per output, when measured
+    task_against: str | None = None             # what they compare with: "the float model", a file's name
 
     @property
     def passed(self) -> bool:
@@ -77,6 +79,8 @@ class VerificationReport:
                 "error_stat": self.error_stat, "varied": self.varied, "notes": self.notes, "failures": self.failures, "hint": self.hint,
                 "passed": self.passed, "worst_headroom": self.worst_headroom,
                 "cases": [c.to_dict() for c in self.cases],
+                "task_figures": None if not self.task else {"against": self.task_against,
+                                                             "outputs": [t.to_dict() for t in self.task]},
                 "per_block": None if not self.blocks else {"case": self.block_case, "finding": self.block_finding,
                                                            "stages": [b.to_dict() for b in self.blocks]}}
 
@@ -142,6 +146,13 @@ def block_rows(report: VerificationReport) -> list[list[str]]:
     return table
 
 
+def task_lines(report: VerificationReport) -> list[str]:
+    """The task-level figures (task_figures.py), a line per output, if they were measured."""
+    if not report.task:
+        return []
+    return [f"task figures against {report.task_against}:", *(f"  {t.describe()}" for t in report.task)]
+
+
 def _title(report: VerificationReport) -> str:
     against = f" vs {Path(report.reference_artefact).name}" if report.reference_artefact else ""
     return f"Parity: {Path(report.artefact).name}{against} ({report.mode or 'unknown mode'}, {report.dtype})"
@@ -149,6 +160,9 @@ def _title(report: VerificationReport) -> str:
 
 def verdict_line(report: VerificationReport) -> str:
     """PASSED / FAILED, the criterion, the worst headroom, and any hint."""
+    if report.tolerance_method == "none":
+        return (f"verification {'PASSED' if report.passed else 'FAILED'} (a float file against an INT8 file: no "
+                "elementwise bound; the task-level figures, judged only by the thresholds given)")
     if report.tolerance_method == "calibrated":
         rule = f"calibrated bounds from {report.calibration}"
     else:
@@ -173,8 +187,8 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
         if report.blocks:
             lines += ["", f"Per block ({report.block_case}):", plain_table(BLOCK_COLUMNS, block_rows(report)),
                       f"per block: {report.block_finding}"]
-        lines += [*(f"note: {n}" for n in report.notes), *(f"FAIL: {f}" for f in report.failures),
-                  verdict_line(report)]
+        lines += [*task_lines(report), *(f"note: {n}" for n in report.notes),
+                  *(f"FAIL: {f}" for f in report.failures), verdict_line(report)]
         text = "\n".join(lines)
         if out is not None:
             print(text, file=out)
@@ -204,6 +218,8 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
             blocks.add_row(*map(escape, cells))
         console.print(blocks)
         console.print(f"per block: {escape(report.block_finding or '')}")
+    for line in task_lines(report):
+        console.print(escape(line))
     for note in report.notes:
         console.print(f"note: {escape(note)}")
     for failure in report.failures:
@@ -212,4 +228,4 @@ def print_report(report: VerificationReport, console=None, plain: bool | None = 
     console.print(f"[{colour}]{escape(verdict_line(report))}[/]")
 
 
-__all__ = ["CaseResult", "VerificationReport", "print_report", "plain_table", "rows", "verdict_line"]
+__all__ = ["CaseResult", "VerificationReport", "print_report", "plain_table", "rows", "task_lines", "verdict_line"]
