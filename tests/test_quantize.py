@@ -197,3 +197,24 @@ def test_output_may_not_be_the_input(files):
     result = cli("quantize", source, "--calibration", files["calibration"], "-o", source)
     assert result.returncode == 2 and "is the input file" in result.stderr
     assert source.read_bytes() == before
+
+
+def test_export_dtype_int8_exports_verifies_then_quantizes(files, tmp_path):
+    """export --dtype int8: the fp32 file, verified as ever, and its INT8 file beside it, as `quantize` writes it."""
+    out = tmp_path / "digits.onnx"
+    result = cli("export", DIGITS, "--mode", "recurrent", "--chunk-size", 8, "-o", out, "--dtype", "int8",
+                 "--calibration", files["calibration"], "--quiet")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"wrote {out}; parity PASSED"
+    assert lines[1].startswith(f"wrote {out.with_suffix('.int8.onnx')} (INT8 QDQ") and len(lines) == 2
+    assert f"{LINEAR_LAYERS} linear layers" in lines[1]
+    for name in ("digits.onnx", "digits.int8.onnx"):
+        assert onnx.load(tmp_path / name).metadata_props          # lion-export files, metadata kept
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(tmp_path / "digits.int8.onnx").graph.node) \
+        == QUANTIZE_NODES
+    for args, message in ((("--dtype", "int8"), "needs --calibration"),
+                          (("--calibration", files["calibration"]), "goes with --dtype int8")):
+        refused = cli("export", DIGITS, "-o", tmp_path / "refused.onnx", *args)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.int8.onnx", "digits.onnx"]
