@@ -92,25 +92,25 @@ def interleaved_medians(paths: dict[str, Path], feed: dict, rounds: int) -> dict
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def linear_layer_split(path: Path, linear_nodes: set[str], feed: dict, folder: Path, runs: int = 3) -> dict:
-    """Kernel milliseconds per run in the linear layers and in the rest, from onnxruntime's profiler."""
+def linear_layer_split(path: Path, linear_nodes: set[str], feed: dict, folder: Path, runs: int = 7) -> dict:
+    """Kernel milliseconds of one run in the linear layers and in the rest, from onnxruntime's profiler: the median
+    over `runs` runs of each part (after a warm-up run, left out)."""
     run = session(path, str(folder / "profile"))
-    run.run(None, feed)                                  # warm-up: its events are left out below
-    for _ in range(runs):
+    for _ in range(runs + 1):
         run.run(None, feed)
     profile = Path(run.end_profiling())
     events = json.loads(profile.read_text())
     profile.unlink()
-    threshold = sorted(e["ts"] for e in events if e.get("name") == "model_run")[1]   # the first timed run
-    linear = rest = 0
+    spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[1:]
+    linear, rest = [0.0] * len(spans), [0.0] * len(spans)
     for event in events:
-        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time") or event["ts"] < threshold:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
             continue
-        if event["name"].removesuffix("_kernel_time") in linear_nodes:
-            linear += event["dur"]
-        else:
-            rest += event["dur"]
-    return {"linear_ms": round(linear / runs / 1e3, 2), "rest_ms": round(rest / runs / 1e3, 2)}
+        index = next((i for i, (begin, end) in enumerate(spans) if begin <= event["ts"] <= end), None)
+        if index is not None:
+            part = linear if event["name"].removesuffix("_kernel_time") in linear_nodes else rest
+            part[index] += event["dur"] / 1e3
+    return {"linear_ms": round(statistics.median(linear), 2), "rest_ms": round(statistics.median(rest), 2)}
 
 
 def main() -> int:
