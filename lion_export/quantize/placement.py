@@ -1,11 +1,11 @@
 """Where the activation Q/DQ pairs sit, so that onnxruntime's CPU fusions take every linear layer.
 
 onnxruntime's quantizer puts one QuantizeLinear / DequantizeLinear pair on each tensor it quantizes and points
-every reader of the tensor at it: a LayerNorm output read by the qkv layer and by the residual path, the image read
-by the patch embedding and by a Shape node. On x86, onnxruntime fuses a linear layer into an integer kernel
+every reader of the tensor at it: a LayerNorm output read by the qkv layer and by a float layer beside it, the image
+read by the patch embedding and by a Shape node. On x86, onnxruntime fuses a linear layer into an integer kernel
 (MatMulIntegerToFloat, QLinearConv) only after turning its int8 pair into uint8 (its own faster u8 x s8 kernels),
 and it does that only for a QuantizeLinear read by a single DequantizeLinear. A shared pair therefore leaves the
-layer as DequantizeLinear ops plus a float MatMul: slower than no quantization at all. Here every pair feeds one
+layer as DequantizeLinear ops plus a float MatMul, which costs more time than it saves. Here every pair feeds one
 layer, and every other reader takes the float tensor, so nothing else is quantized by accident:
 
 - a linear layer's input: a pair of its own (the weight's DequantizeLinear is the quantizer's, unchanged);
@@ -47,26 +47,30 @@ def place_activation_pairs(model, linear_nodes: Iterable[str]) -> None:
             continue
         removed.update((position, *dequantizers))
         uses = [use for d in dequantizers for use in readers.get(nodes[d].output[0], [])]
-        inserted[position] = _pairs(quantize, [(nodes[r], i) for r, i in uses], linear,
-                                    shared=quantize.input[0] in quantized_outputs)
+        inserted[position] = _pairs(quantize, nodes[dequantizers[0]] if dequantizers else quantize,
+                                    [(nodes[r], i) for r, i in uses], linear, quantize.input[0] in quantized_outputs)
+    gone = {name for position in removed for name in nodes[position].output}
     kept = [new for position, node in enumerate(nodes)
             for new in (*inserted.get(position, ()), *(() if position in removed else (node,)))]
-    kept = [_copy(node) for node in kept]        # detached before the graph's own list is cleared
-    del graph.node[:]
-    graph.node.extend(kept)
+    _replace(graph.node, kept)
+    _replace(graph.value_info, [info for info in graph.value_info if info.name not in gone])
 
 
-def _copy(node):
-    from onnx import NodeProto
+def _replace(field, items: list) -> None:
+    """Set a repeated field of the graph to `items` (taken from it or new), copied first: clearing the field would
+    invalidate the ones taken from it."""
+    copies = []
+    for item in items:
+        copies.append(type(item)())
+        copies[-1].CopyFrom(item)
+    del field[:]
+    field.extend(copies)
 
-    copy = NodeProto()
-    copy.CopyFrom(node)
-    return copy
 
-
-def _pairs(quantize, uses: list[tuple[object, int]], linear: set[str], shared: bool) -> list:
-    """The new Q/DQ nodes replacing `quantize` and its DequantizeLinear nodes, its readers rewired: one pair for
-    all readers where `shared` (a Conv output), else one per linear-layer input and the float tensor elsewhere."""
+def _pairs(quantize, dequantize, uses: list[tuple[object, int]], linear: set[str], shared: bool) -> list:
+    """The new Q/DQ nodes replacing `quantize` and its DequantizeLinear nodes (`dequantize`: one of them, whose
+    attributes the new ones copy), its readers rewired: one pair for all readers where `shared` (a Conv output),
+    else one per linear-layer input, and the float tensor elsewhere."""
     from onnx import helper
 
     tensor, parameters = quantize.input[0], list(quantize.input[1:])
@@ -81,6 +85,8 @@ def _pairs(quantize, uses: list[tuple[object, int]], linear: set[str], shared: b
                                       name=f"{quantize.name}{suffix}"),
                      helper.make_node("DequantizeLinear", [f"{tensor}_quantized{suffix}", *parameters],
                                       [f"{tensor}_dequantized{suffix}"], name=f"{quantize.name}{suffix}/dequantize")]
+            made[-2].attribute.extend(quantize.attribute)
+            made[-1].attribute.extend(dequantize.attribute)
         reader.input[index] = made[-1].output[0]
     return made
 
