@@ -149,8 +149,9 @@ def main() -> int:
                                                   / (split["fp32"]["linear_ms"] + split["fp32"]["rest_ms"]), 3)}
                 row["size_ratio"] = round(row["fp32_bytes"] / row["int8_bytes"], 2)
                 rows.append(row)
+                verdict = "MET" if row["speedup"] >= GOALS[width] else "NOT MET"
                 print(f"{width} {form}: fp32 {row['fp32_ms']:.1f} ms, int8 {row['int8_ms']:.1f} ms: "
-                      f"{row['speedup']:.2f}x (goal {GOALS[width]}x) {'MET' if row['speedup'] >= GOALS[width] else 'NOT MET'}; "
+                      f"{row['speedup']:.2f}x (goal {GOALS[width]}x) {verdict}; "
                       f"file {row['fp32_bytes'] / 2**20:.1f} -> {row['int8_bytes'] / 2**20:.1f} MiB "
                       f"({row['size_ratio']:.2f}x); linear layers {100 * row['fp32_linear_share']:.0f}% of fp32 "
                       f"time ({split['fp32']['linear_ms']:.1f} -> {split['int8']['linear_ms']:.1f} ms in the profile)",

@@ -12,10 +12,10 @@ save `digits.pt` (lion_export.save_checkpoint) -> export `digits_chunked.onnx` a
 verify parity (lion_export.verify.verify_onnx, float64 eager reference) -> quantize each export to INT8
 (`digits_<form>.int8.onnx`, lion_export.quantize, calibrated on 256 training digits) -> run the whole test set
 through onnxruntime and print eager and onnxruntime accuracy side by side with the number of predictions that
-differ from eager PyTorch, the INT8 files in rows of their own -> build a TensorRT engine where lion_export.engine and TensorRT are present. Every file goes to --out (default:
-examples/out/digits/, ignored by git). Exit status: 0 when parity holds and every prediction of the float exports
-agrees, 1 when not, 2 on bad input. The INT8 rows are not held to agreement: quantization changes a few predictions
-by design (with the bundled model: within a point of fp32 accuracy, tests/test_quantize.py).
+differ from eager PyTorch, the INT8 files in rows of their own -> build a TensorRT engine where lion_export.engine
+and TensorRT are present. Every file goes to --out (default: examples/out/digits/, ignored by git). Exit status: 0
+when parity holds and every prediction of the float exports agrees, 1 when not, 2 on bad input. The INT8 rows are
+not held to agreement: quantization may change a few predictions (the bundled model's INT8 files change none).
 
 The model: 8x8 one-channel images, patch 2 (16 patches + the class token = 17 tokens), dim 64, 2 blocks of 4 heads,
 MLP ratio 2, a learnt position embedding (LION-LIT has no other notion of position): 69,714 parameters, 291 KB on
