@@ -66,4 +66,5 @@ def from_tensorrt(type_name: str) -> DType:
     return found[0]
 
 
-__all__ = ["DType", "DTYPES", "EXPORT_DTYPES", "GRAPH_DTYPES", "KERNEL_DTYPES", "dtype", "torch_dtype", "numpy_dtype", "from_tensorrt"]
+__all__ = ["DType", "DTYPES", "EXPORT_DTYPES", "GRAPH_DTYPES", "KERNEL_DTYPES", "dtype", "torch_dtype", "numpy_dtype",
+           "from_tensorrt"]

@@ -218,3 +218,29 @@ def test_export_dtype_int8_exports_verifies_then_quantizes(files, tmp_path):
         refused = cli("export", DIGITS, "-o", tmp_path / "refused.onnx", *args)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.int8.onnx", "digits.onnx"]
+
+
+@pytest.mark.parametrize("preset,config", [
+    ("encoder-tiny", {"depth": 2, "dim": 16, "num_heads": 2, "vocab_size": 50, "max_len": 64}),          # Wa_i
+    ("vit-tiny", {"depth": 1, "dim": 16, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_classes": 5,
+                  "natural": True}),                                                                   # a_i, a2_i
+])
+def test_decay_gates_are_found_in_every_model_kind(tmp_path, preset, config):
+    """The decay-gate layers left in float are exactly the model's Linear decay parameters, one node each."""
+    import torch
+
+    from lion_export import create_model
+    from lion_export.export import export_onnx
+    from lion_export.quantize.selection import DECAY_GATES, decay_gates, linear_layers
+
+    torch.manual_seed(0)
+    model = create_model(preset, mask="selective", **config)
+    gate_modules = [name for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in DECAY_GATES]
+    graph = onnx.load(export_onnx(model, tmp_path / "m.onnx", form="recurrent",
+                                  seq_len=24 if preset.startswith("encoder") else None))
+    gates = decay_gates(graph)
+    assert len(gates) == len(gate_modules) == 2
+    layers = linear_layers(graph)
+    linear_modules = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert not gates & set(layers) and len(layers) == len(linear_modules) - len(gate_modules)
