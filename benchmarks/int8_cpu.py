@@ -39,30 +39,43 @@ SIZE_GOAL = 3.0
 IMAGE = (1, 3, 224, 224)
 
 
-def make_files(width: str, forms: tuple[str, ...], folder: Path) -> dict[str, dict[str, Path]]:
-    """{form: {"fp32": path, "int8": path}} for one width."""
-    import numpy as np
+def build_model(width: str):
+    """The benchmark model at `width`, seeded, in eval mode."""
     import torch
 
     from lion_export import create_model
-    from lion_export.export import export_onnx
+
+    torch.manual_seed(0)
+    return create_model("vit-tiny", mask="selective", img_size=IMAGE[-1], patch_size=16, num_classes=1000,
+                        **WIDTHS[width]).eval()
+
+
+def quantize_on_noise(fp32: Path, int8: Path) -> Path:
+    """`fp32` quantized to `int8`, calibrated on two batches of standard-normal images: a benchmark's stand-in for
+    real data (speed and engine size do not depend on the scales; the command refuses to do this)."""
+    import numpy as np
+
     from lion_export.quantize import quantize_onnx
     from lion_export.quantize.calibration import feeds_from_callable
 
-    torch.manual_seed(0)
-    model = create_model("vit-tiny", mask="selective", img_size=224, patch_size=16, num_classes=1000,
-                         **WIDTHS[width]).eval()
     rng = np.random.default_rng(0)
 
     def images():
         return [{"images": rng.standard_normal((4, *IMAGE[1:])).astype(np.float32)} for _ in range(2)]
 
+    quantize_onnx(fp32, int8, lambda specs: feeds_from_callable(images, specs))
+    return int8
+
+
+def make_files(width: str, forms: tuple[str, ...], folder: Path) -> dict[str, dict[str, Path]]:
+    """{form: {"fp32": path, "int8": path}} for one width."""
+    from lion_export.export import export_onnx
+
+    model = build_model(width)
     made = {}
     for form in forms:
         fp32 = export_onnx(model, folder / f"{width}-{form}.onnx", form=form)
-        int8 = folder / f"{width}-{form}.int8.onnx"
-        quantize_onnx(fp32, int8, lambda specs: feeds_from_callable(images, specs))
-        made[form] = {"fp32": fp32, "int8": int8}
+        made[form] = {"fp32": fp32, "int8": quantize_on_noise(fp32, folder / f"{width}-{form}.int8.onnx")}
         print(f"{width} {form}: exported and quantized", flush=True)
     return made
 

@@ -1,11 +1,11 @@
-"""Benchmark: TensorRT-RTX engine size of one model built fp32, fp16 and INT8 (issue 19: the INT8 engine should be
+"""Benchmark: TensorRT-RTX engine sizes of a model built fp32, fp16 and INT8 (issue 19: the INT8 engine should be
 smaller than the fp16 one). Builds run here without a GPU; nothing is timed but the build.
 
-Models: LION-S at 224 px (197 tokens), random weights, seeded, at the two widths of benchmarks/int8_cpu.py: vit-tiny
-(dim 192, 12 blocks, 3 heads) and vit-base width (dim 768, 4 blocks, 12 heads); the recurrent form (its plugin
-build is the quick one, benchmarks/engine_build.py). The fp32 and fp16 files are
-lion_export exports; the INT8 file is `lion_export.quantize.quantize_onnx` of the fp32 one, calibrated on
-standard-normal images (the scales do not change the engine's size; real data would change its accuracy only).
+Models: the two of benchmarks/int8_cpu.py (LION-S at 224 px, random weights: vit-tiny, dim 192 and 12 blocks, and
+vit-base width, dim 768 and 4 blocks), in the recurrent form (its plugin build is the quick one,
+benchmarks/engine_build.py). The fp32 and fp16 files are lion_export exports; the INT8 file is the fp32 one
+quantized as int8_cpu.py does it, calibrated on standard-normal images (the scales do not change the engine's
+size; real data would change its accuracy only).
 Each file is built once for sm_89 with the profiles read from it. An engine holds its weights in the precision the
 graph gives them: fp32, fp16, and for INT8 the int8 weights of the linear layers (the rest stays fp32); beyond
 them, each INT8 layer brings a fixed cost of its own, so the narrower the layers the less INT8 saves.
@@ -20,36 +20,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+from int8_cpu import WIDTHS, build_model, quantize_on_noise
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 ARCH = "sm_89"
-IMAGE = {"img_size": 224, "patch_size": 16, "num_classes": 1000}
-MODELS = {"vit-tiny": {"dim": 192, "depth": 12, "num_heads": 3},
-          "vit-base": {"dim": 768, "depth": 4, "num_heads": 12}}
 
 
 def files(width: str, folder: Path) -> dict[str, Path]:
     """The fp32, fp16 and INT8 files of one model."""
-    import numpy as np
-    import torch
-
-    from lion_export import create_model
     from lion_export.export import export_onnx
-    from lion_export.quantize import quantize_onnx
-    from lion_export.quantize.calibration import feeds_from_callable
 
-    torch.manual_seed(0)
-    model = create_model("vit-tiny", mask="selective", **IMAGE, **MODELS[width]).eval()
+    model = build_model(width)
     made = {dtype: export_onnx(model, folder / f"{width}-{dtype}.onnx", form="recurrent", dtype=dtype)
             for dtype in ("fp32", "fp16")}
-    rng = np.random.default_rng(0)
-
-    def images():
-        return [{"images": rng.standard_normal((4, 3, 224, 224)).astype(np.float32)} for _ in range(2)]
-
-    made["int8"] = folder / f"{width}-int8.onnx"
-    quantize_onnx(made["fp32"], made["int8"], lambda specs: feeds_from_callable(images, specs))
+    made["int8"] = quantize_on_noise(made["fp32"], folder / f"{width}-int8.onnx")
     return made
 
 
@@ -62,10 +48,10 @@ def main() -> int:
 
     points, summary = [], {}
     with tempfile.TemporaryDirectory(prefix="int8-engine-") as tmp:
-        for width in MODELS:
+        for width in WIDTHS:
             for dtype, onnx_path in files(width, Path(tmp)).items():
                 report = build_engine(onnx_path, onnx_path.with_suffix(".engine"), BuildOptions(arch=ARCH))
-                points.append({"width": width, **MODELS[width], "dtype": dtype, "onnx_bytes": onnx_path.stat().st_size,
+                points.append({"width": width, **WIDTHS[width], "dtype": dtype, "onnx_bytes": onnx_path.stat().st_size,
                                "engine_bytes": report.engine_bytes, "build_seconds": round(report.build_seconds, 1),
                                "network_layers": report.network_layers,
                                "backend": f"{report.backend} {report.version}"})
@@ -79,7 +65,7 @@ def main() -> int:
             print(f"{width}: INT8 engine / fp16 engine {summary[width]['int8_over_fp16']:.2f} (goal < 1) "
                   f"{'MET' if summary[width]['goal_met'] else 'NOT MET'}; INT8 / fp32 "
                   f"{summary[width]['int8_over_fp32']:.2f}", flush=True)
-    results = {"arch": ARCH, "model": {"preset": "vit-tiny", "mask": "selective", "form": "recurrent", **IMAGE},
+    results = {"arch": ARCH, "model": {"mask": "selective", "form": "recurrent", "image": 224, "patch": 16},
                "points": points, "ratios": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomically(args.out, (json.dumps(results, indent=2) + "\n").encode())
