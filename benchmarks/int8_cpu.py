@@ -131,7 +131,7 @@ def linear_layer_split(path: Path, linear_nodes: set[str], feed: dict, folder: P
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="recurrent form only, 7 rounds")
+    parser.add_argument("--quick", action="store_true", help="recurrent form only, 11 rounds")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per width (default 15)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -141,7 +141,7 @@ def main() -> int:
     from lion_export.quantize.selection import linear_layers
 
     forms = ("recurrent",) if args.quick else ("recurrent", "chunked")
-    rounds = 7 if args.quick else args.rounds
+    rounds = 11 if args.quick else args.rounds
     feed = {"images": np.random.default_rng(1).standard_normal(IMAGE).astype(np.float32)}
     rows = []
     with tempfile.TemporaryDirectory(prefix="int8-cpu-") as tmp:
