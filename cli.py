@@ -49,8 +49,11 @@ def main() -> None:
 @click.option("--chunk-size", type=POSITIVE, default=64, show_default=True, help="Chunk size of the chunked form.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .onnx file (default: CHECKPOINT with the suffix .onnx; missing folders are created).")
-@click.option("--dtype", type=DTYPE, default="fp32", show_default=True,
-              help="fp32 or fp16 (fp16 graph; decay sums and exponentials stay fp32 inside).")
+@click.option("--dtype", type=LibraryChoice("lion_export.dtypes", "EXPORT_DTYPES", "DTYPE"), default="fp32",
+              show_default=True, help="fp32, fp16 (fp16 graph; decay sums and exponentials stay fp32 inside) or int8 "
+                                      "(the fp32 export, then quantized to OUTPUT.int8.onnx; needs --calibration).")
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), metavar="DATA",
+              help="With --dtype int8: calibration inputs, an .npz as verify --load-inputs reads.")
 @click.option("--opset", type=int, metavar="N", help="Standard ONNX opset (default: the newest onnxruntime supports).")
 @click.option("--batch", type=POSITIVE, default=2, show_default=True, help="Batch size of the traced example input.")
 @click.option("--seq-len", type=POSITIVE,
@@ -67,8 +70,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="Print one line: the file written and the parity verdict.")
 @DEBUG
 def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, output: Path | None, dtype: str,
-                   opset: int | None, batch: int, seq_len: int | None, static: bool, no_verify: bool,
-                   report_path: Path | None, engine_path: str | None, parity: ParityOptions, reading: Any,
+                   calibration: Path | None, opset: int | None, batch: int, seq_len: int | None, static: bool,
+                   no_verify: bool, report_path: Path | None, engine_path: str | None, parity: ParityOptions, reading: Any,
                    quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
@@ -76,6 +79,7 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
     lion-export model.pt --mode recurrent
     lion-export model.pt --mode chunked --chunk-size 64 -o out/model.onnx --dtype fp16
     lion-export model.pt --mode recurrent --engine          # export, verify, build model.engine
+    lion-export model.pt --dtype int8 --calibration data.npz # model.onnx verified, then model.int8.onnx
     """
     from rich.console import Console
 
@@ -84,18 +88,24 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
 
     if no_verify and report_path is not None:
         fail("--report needs the parity check: drop --no-verify")
+    if (dtype == "int8") != (calibration is not None):
+        fail("--dtype int8 needs --calibration DATA.npz (real inputs), and --calibration goes with --dtype int8")
     output = checkpoint.with_suffix(ONNX_SUFFIX) if output is None else output
-    engine = None if engine_path is None else (Path(engine_path) if engine_path else output.with_suffix(ENGINE_SUFFIX))
+    quantized = output.with_suffix(".int8.onnx") if dtype == "int8" else None
+    built = quantized or output
+    engine = None if engine_path is None else (Path(engine_path) if engine_path else built.with_suffix(ENGINE_SUFFIX))
     console = Console(stderr=True, quiet=quiet or parity.as_json)
     say = lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True)  # noqa: E731
-    targets = {"-o": output, "--report": report_path, "--engine": engine, **parity.targets()}
+    targets = {"-o": output, "--dtype int8": quantized, "--report": report_path, "--engine": engine,
+               **parity.targets()}
     with errors(debug, "export"), output_targets(targets):
         opset = resolve_opset(opset)
         with phases(console, "loading the checkpoint") as step:
             model = read_checkpoint(checkpoint, reading, quiet, say)
-            export_onnx(model, output, form=mode, chunk_size=chunk_size, dtype=dtype, opset=opset, static=static,
-                        batch=batch, seq_len=seq_len, checkpoint_path=checkpoint, progress=step, scan_op=scan_op)
-        say(f"wrote {output} ({mode}, {dtype}, opset {opset})")
+            export_onnx(model, output, form=mode, chunk_size=chunk_size, dtype="fp32" if quantized else dtype,
+                        opset=opset, static=static, batch=batch, seq_len=seq_len, checkpoint_path=checkpoint,
+                        progress=step, scan_op=scan_op)
+        say(f"wrote {output} ({mode}, {'fp32' if quantized else dtype}, opset {opset})")
         if no_verify:
             if quiet:
                 click.echo(f"wrote {output} (not verified)")
@@ -105,10 +115,16 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
             verify_and_report(lambda: verify_onnx(model, output, progress=not (quiet or parity.as_json), batch=batch,
                                                   checkpoint_path=checkpoint, **parity.for_checkpoint()),
                               output, report_path, parity.as_json, quiet, debug, "wrote {file}; parity {verdict}")
+        if quantized is not None:
+            from lion_export.quantize import quantize_npz
+
+            with errors(debug, "quantization"), phases(console, "quantizing") as step:
+                result = quantize_npz(output, quantized, calibration, progress=step)
+            (click.echo if quiet else say)(result.describe())
         if engine is not None:
             from lion_export.engine.build import BuildOptions
 
-            build_and_report(output, engine, BuildOptions(), quiet, debug)
+            build_and_report(built, engine, BuildOptions(), quiet, debug)
 
 
 @main.command()

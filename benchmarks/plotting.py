@@ -1,4 +1,5 @@
-"""The one plot the benchmark scripts draw: latency and peak memory against sequence length, log-log."""
+"""The plots the benchmark scripts draw: latency and peak memory against sequence length (log-log), and grouped
+bars for a few cases side by side."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +26,35 @@ def plot_latency_and_memory(rows: list[dict], series_key: str, series: tuple[str
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_grouped_bars(groups: dict[str, dict[str, float]], ylabel: str, title: str, path: Path) -> None:
+    """One cluster of bars per group ({group: {series: value}}), each bar labelled with its value, and the ratio
+    of the first series to each other one above the cluster; saved as a PNG at `path`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = list(next(iter(groups.values())))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(groups)), 4.2))
+    for index, name in enumerate(series):
+        xs = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        values = [groups[group][name] for group in groups]
+        bars = ax.bar(xs, values, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize="small")
+    for g, values in enumerate(groups.values()):
+        first = values[series[0]]
+        ratios = ", ".join(f"{first / values[name]:.2f}x" for name in series[1:])
+        ax.annotate(ratios, (g, max(values.values())), xytext=(0, 14), textcoords="offset points", ha="center")
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.15)
+    ax.legend(fontsize="small")
+    ax.set_title(title, fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

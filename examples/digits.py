@@ -9,11 +9,13 @@ Steps, each printed as it happens: load the digits (bundled with scikit-learn, n
 360 test images, a fixed stratified split) -> train (AdamW, one-cycle learning rate; the Triton kernels in the
 chunked form when CUDA is present, the PyTorch parallel form otherwise: at 17 tokens it is the cheapest) ->
 save `digits.pt` (lion_export.save_checkpoint) -> export `digits_chunked.onnx` and `digits_recurrent.onnx` ->
-verify parity (lion_export.verify.verify_onnx, float64 eager reference) -> run the whole test set through
-onnxruntime and print eager and onnxruntime accuracy side by side with the number of predictions that differ ->
-build a TensorRT engine where lion_export.engine and TensorRT are present. Every file goes to --out (default:
-examples/out/digits/, ignored by git). Exit status: 0 when parity holds and every prediction agrees, 1 when not,
-2 on bad input.
+verify parity (lion_export.verify.verify_onnx, float64 eager reference) -> quantize each export to INT8
+(`digits_<form>.int8.onnx`, lion_export.quantize, calibrated on 256 training digits) -> run the whole test set
+through onnxruntime and print eager and onnxruntime accuracy side by side with the number of predictions that
+differ from eager PyTorch, the INT8 files in rows of their own -> build a TensorRT engine where lion_export.engine
+and TensorRT are present. Every file goes to --out (default: examples/out/digits/, ignored by git). Exit status: 0
+when parity holds and every prediction of the float exports agrees, 1 when not, 2 on bad input. The INT8 rows are
+not held to agreement: quantization may change a few predictions (the bundled model's INT8 files change none).
 
 The model: 8x8 one-channel images, patch 2 (16 patches + the class token = 17 tokens), dim 64, 2 blocks of 4 heads,
 MLP ratio 2, a learnt position embedding (LION-LIT has no other notion of position): 69,714 parameters, 291 KB on
@@ -39,6 +41,7 @@ EXPORT_FORMS = ("chunked", "recurrent")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "digits"   # examples/out/ is in .gitignore
 EXPORT_CHUNK = 8
 INPUT_NAME = "images"
+CALIBRATION_DIGITS, CALIBRATION_BATCH = 256, 32        # INT8 scales from the first 256 training digits
 
 
 def fail(message: str, status: int = 2) -> NoReturn:
@@ -217,6 +220,23 @@ def onnxruntime_predictions(onnx_path: Path, images: np.ndarray) -> np.ndarray:
     return logits.argmax(-1)
 
 
+def quantize_step(onnx_path: Path, data: Digits) -> Path:
+    """The INT8 file of `onnx_path` (lion_export.quantize), calibrated on training digits, never on test ones."""
+    from functools import partial
+
+    from lion_export.quantize import quantize_onnx
+    from lion_export.quantize.calibration import feeds_from_callable
+
+    def batches():
+        return ({INPUT_NAME: data.train_x[start:start + CALIBRATION_BATCH]}
+                for start in range(0, CALIBRATION_DIGITS, CALIBRATION_BATCH))
+
+    result = quantize_onnx(onnx_path, onnx_path.with_suffix(".int8.onnx"), partial(feeds_from_callable, batches))
+    print(f"quantized {onnx_path.name} to {result.path.name}: {result.layers} linear layers INT8, calibrated on "
+          f"{result.calibration.split(' from ')[0]} of training digits", flush=True)
+    return result.path
+
+
 def tensorrt_step(onnx_path: Path, images: np.ndarray, labels: np.ndarray, eager: np.ndarray) -> bool:
     """Build a TensorRT engine from `onnx_path` (lion_export.engine) and, where a GPU can run it, classify the test
     set with it. Thin and optional: an absent lion_export.engine, TensorRT or GPU is one line and not a failure.
@@ -303,13 +323,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(report.cases)} cases)", flush=True)
         predictions = onnxruntime_predictions(onnx_path, data.test_x)
         differing = int((predictions != eager).sum())
-        rows.append((form, float((predictions == data.test_y).mean()), differing))
+        rows.append((onnx_path.name, float((predictions == data.test_y).mean()), differing))
         ok &= report.passed and differing == 0
+    for form in EXPORT_FORMS:
+        int8_path = quantize_step(args.out / f"digits_{form}.onnx", data)
+        predictions = onnxruntime_predictions(int8_path, data.test_x)
+        rows.append((int8_path.name, float((predictions == data.test_y).mean()), int((predictions != eager).sum())))
 
     print(f"\ntest set: {len(data.test_y)} digits")
-    print(f"{'graph':<22} {'eager PyTorch':>14} {'onnxruntime':>12} {'differing predictions':>22}")
-    for form, accuracy, differing in rows:
-        print(f"{'digits_' + form + '.onnx':<22} {eager_accuracy:>14.2%} {accuracy:>12.2%} {differing:>22}")
+    print(f"{'graph':<27} {'eager PyTorch':>14} {'onnxruntime':>12} {'differing predictions':>22}")
+    for name, accuracy, differing in rows:
+        print(f"{name:<27} {eager_accuracy:>14.2%} {accuracy:>12.2%} {differing:>22}")
     ok &= tensorrt_step(args.out / "digits_recurrent.onnx", data.test_x, data.test_y, eager)
     if not ok:
         print("FAILED: parity or predictions differ (see above)", file=sys.stderr)

@@ -27,6 +27,9 @@ DTYPES: dict[str, DType] = {d.name: d for d in (
 )}
 #: the types an exported graph (and so verify and bench) comes in
 GRAPH_DTYPES = ("fp32", "fp16")
+#: what `lion-export export --dtype` takes: a graph dtype, or int8 (the fp32 export, then quantized by
+#: lion_export.quantize: INT8 linear layers, the rest fp32)
+EXPORT_DTYPES = (*GRAPH_DTYPES, "int8")
 #: the types the Triton kernels compile for
 KERNEL_DTYPES = ("fp32", "fp16", "bf16")
 
@@ -63,4 +66,5 @@ def from_tensorrt(type_name: str) -> DType:
     return found[0]
 
 
-__all__ = ["DType", "DTYPES", "GRAPH_DTYPES", "KERNEL_DTYPES", "dtype", "torch_dtype", "numpy_dtype", "from_tensorrt"]
+__all__ = ["DType", "DTYPES", "EXPORT_DTYPES", "GRAPH_DTYPES", "KERNEL_DTYPES", "dtype", "torch_dtype", "numpy_dtype",
+           "from_tensorrt"]

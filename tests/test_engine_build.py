@@ -140,3 +140,30 @@ def test_one_command_export_verify_build(tmp_path):
     report = json.loads((tmp_path / "model.build.json").read_text())
     assert report["mode"] == "recurrent" and report["plugin_layers"] == report["scan_nodes"] == 1
     assert read_engine_header(tmp_path / "model.engine").targets == ["sm_80", "sm_86", "sm_89", "sm_120", "sm_121"]
+
+
+def test_one_command_int8_export_builds_the_int8_engine(tmp_path):
+    """`lion-export model.pt --dtype int8 --calibration DATA --engine`: the fp32 export verified, its INT8 QDQ file,
+    and TensorRT-RTX's strongly typed engine of that file, whose Q/DQ nodes become QUANTIZE / DEQUANTIZE layers."""
+    import numpy as np
+    import onnx
+
+    from engine_exports import model
+    from lion_export import save_checkpoint
+
+    checkpoint = save_checkpoint(model("vision", "selective"), tmp_path / "vit.pt")
+    rng = np.random.default_rng(0)          # a test's stand-in for real images: the engine's layers, not accuracy
+    np.savez(tmp_path / "calibration.npz", **{f"case{i}/images": rng.standard_normal((4, 3, 32, 32), np.float32)
+                                              for i in range(2)})
+    result = CliRunner().invoke(main, [str(checkpoint), "--mode", "chunked", "--dtype", "int8", "--calibration",
+                                       str(tmp_path / "calibration.npz"), "--engine", "--quiet"])
+    assert result.exit_code == 0, result.output + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].endswith("parity PASSED") and "(INT8 QDQ, opset 19" in lines[1]
+    assert lines[2].startswith(f"wrote {tmp_path / 'vit.int8.engine'}") and len(lines) == 3
+    quantized = onnx.load(tmp_path / "vit.int8.onnx")
+    report = json.loads((tmp_path / "vit.int8.build.json").read_text())
+    assert report["dtype"] == "int8" and report["mode"] == "chunked"
+    assert report["layers_by_type"]["QUANTIZE"] == sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
+    assert report["layers_by_type"]["DEQUANTIZE"] == sum(n.op_type == "DequantizeLinear"
+                                                         for n in quantized.graph.node)

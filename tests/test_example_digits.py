@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "digits.py"
 BUNDLED = ROOT / "examples" / "lion_s_digits.pt"
 ROW = re.compile(r"^digits_(chunked|recurrent)\.onnx\s+(\d+\.\d\d)%\s+(\d+\.\d\d)%\s+(\d+)$", re.M)
+INT8_ROW = re.compile(r"^digits_(chunked|recurrent)\.int8\.onnx\s+(\d+\.\d\d)%\s+(\d+\.\d\d)%\s+(\d+)$", re.M)
 
 pytest.importorskip("sklearn", reason="examples/digits.py needs scikit-learn (the 'examples' extra)")
 
@@ -24,8 +25,8 @@ def run_digits(*args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def accuracy_rows(output: str) -> dict[str, tuple[float, float, int]]:
-    return {form: (float(eager), float(ort), int(diff)) for form, eager, ort, diff in ROW.findall(output)}
+def accuracy_rows(output: str, row: re.Pattern = ROW) -> dict[str, tuple[float, float, int]]:
+    return {form: (float(eager), float(ort), int(diff)) for form, eager, ort, diff in row.findall(output)}
 
 
 def test_train_export_and_same_predictions(tmp_path):
@@ -42,6 +43,12 @@ def test_train_export_and_same_predictions(tmp_path):
     assert set(rows) == {"chunked", "recurrent"}
     for eager, ort, differing in rows.values():
         assert eager == ort and differing == 0
+    int8 = accuracy_rows(done.stdout, INT8_ROW)                     # beside them, the INT8 files' own rows
+    assert set(int8) == {"chunked", "recurrent"}
+    for form, (eager, ort, differing) in int8.items():
+        assert eager == rows[form][0] and (tmp_path / f"digits_{form}.int8.onnx").is_file()
+        assert abs(ort - eager) <= 100 * differing / 360 + 1e-9       # accuracy moves only where predictions do
+        assert f"quantized digits_{form}.onnx to digits_{form}.int8.onnx" in done.stdout
     assert "TensorRT:" in done.stdout
 
 

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "lion_s_digits.pt"
 FORMS = ("chunked", "recurrent")
-LINEAR_LAYERS = 12      # patch Conv, per block (2): qkv, gate, projection, 2 MLP layers; the classifier Gemm
+LINEAR_LAYERS = 10      # patch Conv, per block (2): qkv, projection, 2 MLP layers; the classifier Gemm
+QUANTIZE_NODES = 11     # one per layer input (the image included), and the patch Conv's output
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -70,9 +71,56 @@ def test_only_the_linear_layers_are_quantized(files, form):
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)   # symmetric activations
     assert {op.domain: op.version for op in model.opset_import}[""] == 19
     counts = Counter(node.op_type for node in model.graph.node)
-    assert counts["LayerNormalization"] == 5 and counts["QuantizeLinear"] == 22
+    assert counts["LayerNormalization"] == 5 and counts["QuantizeLinear"] == QUANTIZE_NODES
     if form == "recurrent":
         assert counts["SelectiveScan"] == 2 and [f.name for f in model.functions] == ["SelectiveScan"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_each_activation_pair_feeds_one_linear_layer(files, form):
+    """Q/DQ only where a linear layer reads: a pair per layer input, the Conv's output pair, float MatMul / Gemm
+    outputs, the decay gates (and the mixer) untouched."""
+    model = onnx.load(files[form])
+    weights = {init.name for init in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    activation_pairs = [node for node in model.graph.node
+                        if node.op_type == "QuantizeLinear" and node.input[0] not in weights]
+    read_by = Counter()
+    for quantize in activation_pairs:
+        (dequantize,) = readers[quantize.output[0]]
+        assert dequantize.op_type == "DequantizeLinear"
+        source = producer.get(quantize.input[0])
+        if source is not None and source.op_type == "Conv":
+            continue                                    # the patch embedding's output pair, read by a Reshape
+        (layer,) = readers[dequantize.output[0]]
+        assert layer.op_type in ("Conv", "MatMul", "Gemm") and layer.input[0] == dequantize.output[0]
+        read_by[layer.op_type] += 1
+    assert read_by == {"Conv": 1, "MatMul": 8, "Gemm": 1}
+    gates = [node for node in model.graph.node if node.op_type == "MatMul"
+             and any(".a_i." in name for reader in readers[node.output[0]] for name in reader.input)]
+    assert len(gates) == 2 and not any(producer.get(n.input[0], n).op_type == "DequantizeLinear" for n in gates)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_onnxruntime_fuses_every_linear_layer(files, tmp_path, form):
+    """The point of the placement: onnxruntime's CPU optimizer turns each block layer into an integer kernel, and
+    no float MatMul is left reading a DequantizeLinear."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(files[form]), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(tmp_path / "optimized.onnx")
+    producer = {out: node for node in optimized.graph.node for out in node.output}
+    counts = Counter(node.op_type for node in optimized.graph.node)
+    assert counts["MatMulIntegerToFloat"] == 8 and counts["QLinearConv"] == 1
+    assert not [node for node in optimized.graph.node if node.op_type in ("MatMul", "FusedMatMul")
+                and any(producer.get(name) is not None and producer[name].op_type == "DequantizeLinear"
+                        for name in node.input)]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -114,7 +162,7 @@ def test_excluded_block_stays_float(files, tmp_path):
     result = cli("quantize", files["recurrent"].with_name("recurrent.onnx"), "--calibration", files["calibration"],
                  "-o", tmp_path / "x.onnx", "--exclude-blocks", "1", "--method", "percentile")
     assert result.returncode == 0, result.stderr
-    assert "7 linear layers" in result.stdout          # 12 minus block 1's five
+    assert "6 linear layers" in result.stdout          # 10 minus block 1's four
     assert len(result.stdout.splitlines()) == 1         # the calibrator's own prints stay off stdout
     assert not [n for n in onnx.load(tmp_path / "x.onnx").graph.node
                 if n.op_type == "DequantizeLinear" and n.name.startswith("blocks.1.")]
@@ -133,7 +181,7 @@ def test_python_api_calibrates_on_a_callable_and_checks_its_feeds(files, digits,
         return ({"images": images[start:start + 32]} for start in range(0, 96, 32))
 
     result = quantize_onnx(source, tmp_path / "api.onnx", partial(feeds_from_callable, batches))
-    assert (result.layers, result.quantize_nodes) == (LINEAR_LAYERS, 22)
+    assert (result.layers, result.quantize_nodes) == (LINEAR_LAYERS, QUANTIZE_NODES)
     assert result.calibration.startswith("3 batches (96 rows)")
     with pytest.raises(CalibrationError, match="empty"):
         quantize_onnx(source, tmp_path / "none.onnx", partial(feeds_from_callable, lambda: []))
@@ -149,3 +197,50 @@ def test_output_may_not_be_the_input(files):
     result = cli("quantize", source, "--calibration", files["calibration"], "-o", source)
     assert result.returncode == 2 and "is the input file" in result.stderr
     assert source.read_bytes() == before
+
+
+def test_export_dtype_int8_exports_verifies_then_quantizes(files, tmp_path):
+    """export --dtype int8: the fp32 file, verified as ever, and its INT8 file beside it, as `quantize` writes it."""
+    out = tmp_path / "digits.onnx"
+    result = cli("export", DIGITS, "--mode", "recurrent", "--chunk-size", 8, "-o", out, "--dtype", "int8",
+                 "--calibration", files["calibration"], "--quiet")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"wrote {out}; parity PASSED"
+    assert lines[1].startswith(f"wrote {out.with_suffix('.int8.onnx')} (INT8 QDQ") and len(lines) == 2
+    assert f"{LINEAR_LAYERS} linear layers" in lines[1]
+    for name in ("digits.onnx", "digits.int8.onnx"):
+        assert onnx.load(tmp_path / name).metadata_props          # lion-export files, metadata kept
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(tmp_path / "digits.int8.onnx").graph.node) \
+        == QUANTIZE_NODES
+    for args, message in ((("--dtype", "int8"), "needs --calibration"),
+                          (("--calibration", files["calibration"]), "goes with --dtype int8")):
+        refused = cli("export", DIGITS, "-o", tmp_path / "refused.onnx", *args)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.int8.onnx", "digits.onnx"]
+
+
+@pytest.mark.parametrize("preset,config", [
+    ("encoder-tiny", {"depth": 2, "dim": 16, "num_heads": 2, "vocab_size": 50, "max_len": 64}),          # Wa_i
+    ("vit-tiny", {"depth": 1, "dim": 16, "num_heads": 2, "img_size": 32, "patch_size": 8, "num_classes": 5,
+                  "natural": True}),                                                                   # a_i, a2_i
+])
+def test_decay_gates_are_found_in_every_model_kind(tmp_path, preset, config):
+    """The decay-gate layers left in float are exactly the model's Linear decay parameters, one node each."""
+    import torch
+
+    from lion_export import create_model
+    from lion_export.export import export_onnx
+    from lion_export.quantize.selection import DECAY_GATES, decay_gates, linear_layers
+
+    torch.manual_seed(0)
+    model = create_model(preset, mask="selective", **config)
+    gate_modules = [name for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in DECAY_GATES]
+    graph = onnx.load(export_onnx(model, tmp_path / "m.onnx", form="recurrent",
+                                  seq_len=24 if preset.startswith("encoder") else None))
+    gates = decay_gates(graph)
+    assert len(gates) == len(gate_modules) == 2
+    layers = linear_layers(graph)
+    linear_modules = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert not gates & set(layers) and len(layers) == len(linear_modules) - len(gate_modules)

@@ -37,6 +37,10 @@ class LionGraph:
 
     @property
     def dtype(self) -> str:
+        """"int8" for a QDQ file (`lion-export quantize`: its Q/DQ nodes set the precision of the layers they
+        wrap; the metadata keeps the dtype it was exported in), else the exported dtype."""
+        if any(node.op_type == "QuantizeLinear" for node in self.model.graph.node):
+            return "int8"
         return str(self.metadata.get("dtype", "fp32"))
 
     @property

@@ -52,8 +52,10 @@ def parse_targets(text: str | None, *, graph_dtype: str) -> list[Target]:
                               "(sm_87 Jetson and sm_90 Hopper need standard TensorRT)")
         target = TARGETS[spelled]
         if not target.fp32_gemm and graph_dtype != "fp16":
+            advice = ("export with --dtype fp16" if graph_dtype != "int8" else
+                      "an INT8 file keeps its other layers fp32: build it for another target")
             raise TargetError(f"--arch {target.name} ({target.gpus}) builds only fp16 graphs (no fp32 GEMMs on "
-                              f"TensorRT-RTX for it) and this file is {graph_dtype}: export with --dtype fp16")
+                              f"TensorRT-RTX for it) and this file is {graph_dtype}: {advice}")
         if target not in targets:
             targets.append(target)
     return targets

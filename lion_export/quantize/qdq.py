@@ -4,6 +4,8 @@
   precision; per-channel symmetric INT8 weights, symmetric INT8 activations, biases left in float (TensorRT refuses
   int32 bias DequantizeLinear, asymmetric zero points and quantized non-weight constants).
 - Only the linear layers (selection.py); the LION mixer, its decays and the LayerNorms stay fp32.
+- The quantizer's activation pairs are then re-placed (placement.py) so that onnxruntime's CPU fusions take every
+  linear layer: a pair per layer input, float MatMul / Gemm outputs, nothing quantized outside the linear layers.
 - Opset 19 out: onnxruntime's quantizer output does not load at the exporter's newer opsets (a DequantizeLinear
   with no CPU kernel at 28; at 21 a QuantizeLinear whose output type and zero point disagree).
 - The recurrent form's `lion.SelectiveScan` nodes run in the calibrator through their model-local function; the
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from .calibration import CalibrationFeeds
 
 TENSORRT_RULES = {"QuantizeBias": False, "ActivationSymmetric": True, "WeightSymmetric": True}
+# MatMul / Gemm outputs stay float (placement.py says why); a Conv's output pair lets onnxruntime fuse QLinearConv
+FLOAT_OUTPUTS = {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,10 @@ def quantize_onnx(source: str | Path, output: str | Path,
         quantize_static(model, tmp, data_reader(calibration, progress), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(options.op_types), per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                        calibrate_method=method, extra_options=dict(TENSORRT_RULES))
+                        calibrate_method=method, extra_options={**TENSORRT_RULES, **FLOAT_OUTPUTS})
         if progress is not None:
             progress("writing")
-        quantize_nodes = _restore(tmp, model)
+        quantize_nodes = _restore(tmp, model, nodes)
     return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe())
 
 
@@ -149,12 +153,15 @@ def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path
     return quantize_onnx(source, output, partial(feeds_from_npz, calibration), options, progress)
 
 
-def _restore(path: Path, source) -> int:
-    """Put back what the quantizer may drop (local functions, custom opset imports, metadata); returns the
-    QuantizeLinear count."""
+def _restore(path: Path, source, nodes: list[str]) -> int:
+    """Place the activation pairs for onnxruntime's fusions (placement.py) and put back what the quantizer may drop
+    (local functions, custom opset imports, metadata); returns the QuantizeLinear count."""
     import onnx
 
+    from .placement import place_activation_pairs
+
     quantized = onnx.load(str(path))
+    place_activation_pairs(quantized, nodes)
     _carry_custom_parts(quantized, source)
     present = {prop.key for prop in quantized.metadata_props}
     quantized.metadata_props.extend(prop for prop in source.metadata_props if prop.key not in present)

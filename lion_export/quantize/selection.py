@@ -5,6 +5,11 @@ the qkv / projection / MLP layers, the classifier. Selecting by op type alone wo
 mixer, whose MatMuls multiply two activations (queries by keys, decay masks by values): that is the LION attention
 itself, and it stays in floating point with its decays, as do the LayerNorms. Both forms of one model therefore
 quantize the same layers.
+
+The LION-S decay gates (the Linear layers a_i, a2_i, Wa_i: one value per head and token) are linear layers too, but
+their output is the decays' logit, and decays stay fp32: they stay in float with their inputs. With a few output
+channels they have no speed to give either. They are known by their parameters' names, which the exporter keeps on
+the layer's weight or bias initializer.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from collections.abc import Iterable
 LINEAR_OP_TYPES = ("Conv", "MatMul", "Gemm")
 QDQ_OP_TYPES = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
                 "ConvInteger", "DynamicQuantizeLinear")
+DECAY_GATES = ("a_i", "a2_i", "Wa_i")     # models/attention.py: the LION-S decay parameters that are Linear layers
 BLOCK_PREFIX = "blocks."      # the exporter names each block's nodes "blocks.<index>.<node>"
 
 
@@ -56,9 +62,28 @@ def linear_layers(model, op_types: Iterable[str] = LINEAR_OP_TYPES, exclude_bloc
         raise QuantizeError(f"no block {missing} in this graph (its blocks: 0..{max(blocks)})" if blocks else
                             f"no block {missing}: this graph has no blocks.N nodes")
     weights = {init.name for init in model.graph.initializer if len(init.dims) >= 2}
+    gates = decay_gates(model)
     return [node.name for node in model.graph.node
             if node.op_type in op_types and len(node.input) > 1 and node.input[1] in weights
-            and block_of(node.name) not in exclude]
+            and block_of(node.name) not in exclude and node.name not in gates]
 
 
-__all__ = ["LINEAR_OP_TYPES", "QuantizeError", "block_of", "check_float32", "check_not_quantized", "linear_layers"]
+def decay_gates(model) -> set[str]:
+    """Names of the Conv / MatMul / Gemm nodes that compute a LION-S decay gate: their own initializers, or those
+    of the bias Add reading their output, are named after a decay-gate parameter ("blocks.0.attn.a_i.bias")."""
+    constants = {init.name for init in model.graph.initializer}
+    bias_adds: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type == "Add":
+            for name in node.input:
+                bias_adds.setdefault(name, []).extend(other for other in node.input if other in constants)
+
+    def is_gate(name: str) -> bool:
+        return any(part in DECAY_GATES for part in name.split("."))
+
+    return {node.name for node in model.graph.node if node.op_type in LINEAR_OP_TYPES
+            and any(is_gate(name) for name in (*node.input[1:], *bias_adds.get(node.output[0], ())))}
+
+
+__all__ = ["DECAY_GATES", "LINEAR_OP_TYPES", "QuantizeError", "block_of", "check_float32", "check_not_quantized",
+           "decay_gates", "linear_layers"]
