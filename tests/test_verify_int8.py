@@ -27,6 +27,7 @@ from lion_export.export import export_onnx
 from lion_export.models import create_model, set_form
 from lion_export.quantize import quantize_npz, quantize_onnx
 from lion_export.quantize.calibration import feeds_from_callable
+from lion_export.quantize.selection import DECAY_GATES
 from lion_export.verify import verify_onnx
 from lion_export.verify.fake_quant import read_plan
 from lion_export.verify.stress import spread_decays
@@ -35,6 +36,12 @@ DIGITS = Path(__file__).resolve().parents[1] / "examples" / "lion_s_digits.pt"
 FORMS = ("chunked", "recurrent")
 CHUNK = 8
 NEGATED = "blocks.1.attn.proj.weight.T_quantized"     # the int8 weight the mutated file negates
+
+
+def quantizable_layers(model: torch.nn.Module) -> int:
+    """The Linear / Conv2d layers `quantize` rounds: all but the LION-S decay gates, which stay float."""
+    return sum(isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and name.split(".")[-1] not in DECAY_GATES
+               for name, m in model.named_modules())
 
 
 def cli(*args) -> object:
@@ -75,15 +82,17 @@ def files(tmp_path_factory, digits):
 
 
 def test_weights_round_as_the_file_stores_them(files):
-    """Every linear layer is placed (weight, input and output), and the checkpoint's weight rounded with the
-    file's scales is the file's int8 weight (at most a tie rounds the other way, by one step)."""
+    """Every linear layer but the decay gates is placed (weight and input; the output of the Conv only), and the
+    checkpoint's weight rounded with the file's scales is the file's int8 weight (at most a tie rounds the other
+    way, by one step)."""
     model, proto = files["model"], onnx.load(files["recurrent"])
     stored = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     plan = read_plan(proto, model)
     modules = dict(model.named_modules())
-    assert len(plan) == sum(isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for m in modules.values()) == 12
+    assert len(plan) == quantizable_layers(model) == 10
     for layer in plan:
-        assert layer.weight is not None and layer.input is not None and layer.output is not None
+        conv = isinstance(modules[layer.module], torch.nn.Conv2d)
+        assert layer.weight is not None and layer.input is not None and (layer.output is not None) == conv
         weight = modules[layer.module].weight.detach()
         transposed = weight.dim() == 2 and layer.module != "head"          # MatMul layers read W^T
         name = f"{layer.module}.weight{'.T' if transposed else ''}"
@@ -205,7 +214,6 @@ def test_grid_of_int8_exports_passes(tmp_path, kind, mask, form):
                                                                            partial(_random_batches, kind)))
     report = verify_onnx(model, tmp_path / "m.int8.onnx", seq_lens=[19], progress=False)
     assert report.passed and report.worst_headroom < 0.5
-    assert len(read_plan(onnx.load(tmp_path / "m.int8.onnx"), model)) == sum(
-        isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for m in model.modules())
+    assert len(read_plan(onnx.load(tmp_path / "m.int8.onnx"), model)) == quantizable_layers(model)
     (figures,) = report.task
     assert figures.cosine > 0.99
