@@ -18,7 +18,8 @@ from lion_export.command_line.group import DefaultGroup
 from lion_export.command_line.options import (ParityOptions, checkpoint_options, kernel_options, parity_options,
                                               quantize_options, read_checkpoint)
 from lion_export.command_line.steps import build_and_report, verify_and_report
-from lion_export.command_line.param_types import POSITIVE, CommaList, Count, LibraryChoice, LibraryParsed
+from lion_export.command_line.param_types import (POSITIVE, ArtefactPath, CommaList, Count, LibraryChoice,
+                                                  LibraryParsed)
 from lion_export.console_output import CountedProgress, output_console
 from lion_export.output_targets import output_targets
 from lion_export.progress import phases
@@ -111,8 +112,8 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
 
 
 @main.command()
-@click.argument("first", metavar="A", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("second", metavar="B", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("first", metavar="A", type=ArtefactPath())
+@click.argument("second", metavar="B", type=ArtefactPath())
 @click.option("--seq-lens", type=CommaList(click.IntRange(min=2)), metavar="N,N,...",
               help="Token counts, e.g. 17,197,1024 (default: trace length, another, one not a multiple of the "
                    "chunk size).")
@@ -132,15 +133,17 @@ def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, o
 @checkpoint_options
 @click.option("--quiet", is_flag=True, help="Print only the verdict.")
 @DEBUG
-def verify(first: Path, second: Path, seq_lens: tuple[int, ...] | None, batch: int, dtype: str | None,
+def verify(first: Path | str, second: Path | str, seq_lens: tuple[int, ...] | None, batch: int, dtype: str | None,
            report_path: Path | None, optimization: str, checkpoint_file: Path | None, parity: ParityOptions,
            reading: Any, quiet: bool, debug: bool) -> None:
     """Prove B computes what A computes; exit 1 on a parity failure.
 
     \b
-    A and B are each a checkpoint (.pt, .safetensors, ...), an .onnx file or a TensorRT engine (.engine, .plan):
+    A and B are each a checkpoint (.pt, .safetensors, ...), an .onnx file, a TensorRT engine (.engine, .plan) or
+    a model on a Triton server (triton://HOST:PORT/MODEL over HTTP, triton+grpc://HOST:PORT/MODEL over gRPC):
     lion-export verify model.pt model.onnx             # eager PyTorch (float64) vs onnxruntime
     lion-export verify model.fp32.onnx model.fp16.onnx # two files on the same inputs, the first the reference
+    lion-export verify model.pt triton://127.0.0.1:8000/model   # the served model
     """
     from lion_export.verify import verify_files, verify_onnx
     from lion_export.artefacts import artefact_kind
@@ -285,7 +288,7 @@ def quantize_command(model_file: Path, calibration: Path | None, output: Path | 
     from lion_export.quantize import quantize_npz
 
     output = model_file.with_suffix(".int8.onnx") if output is None else output
-    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "reading") as step:
+    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "checking the options") as step:
         result = quantize_npz(model_file, output, calibration, choices, progress=step)
     click.echo(result.describe())
 
@@ -394,6 +397,82 @@ def bench_command(checkpoint: Path, modes: tuple[str, ...], backends: tuple[str,
         document = run_bench(request, progress.update, model=read_checkpoint(checkpoint, reading, quiet=False))
     click.echo("\n".join(series_lines(document)))
     click.echo(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'} in {document['seconds']:.0f} s")
+
+
+
+@main.command("triton-repo")
+@click.argument("artefacts", metavar="ARTEFACT...", nargs=-1, required=True, type=click.Path(dir_okay=False,
+                                                                                          path_type=Path))
+@click.option("-o", "--output", "repo", required=True, type=click.Path(path_type=Path), metavar="REPO",
+              help="The model repository folder to write (refused if it holds anything, unless --overwrite).")
+@click.option("--backend", type=LibraryChoice("lion_export.serving.model_config", "BACKENDS", "BACKEND"),
+              help="onnxruntime, tensorrt or python for every artefact (default: onnxruntime for .onnx, tensorrt "
+                   "for an engine that needs no Python plugin, python otherwise).")
+@click.option("--max-batch-size", type=Count(min=0), help="Largest batch Triton may form (default: 8, or an engine "
+                                                          "profile's largest batch if smaller; 0: no batching).")
+@click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
+              help="Let Triton join requests into batches.")
+@click.option("--preferred-batch-sizes", type=CommaList(POSITIVE), metavar="N,N",
+              help="Batch sizes the dynamic batcher aims for.")
+@click.option("--max-queue-delay-us", type=Count(min=0), default=0, show_default=True,
+              help="Microseconds a request may wait for others to join its batch.")
+@click.option("--instances", type=POSITIVE, default=1, show_default=True, help="Model instances (instance_group).")
+@click.option("--kind", type=LibraryChoice("lion_export.serving.model_config", "KINDS", "KIND"),
+              help="cpu or gpu instances (default: gpu for the tensorrt backend or an --accelerator, else cpu).")
+@click.option("--accelerator", type=LibraryChoice("lion_export.serving.model_config", "ACCELERATORS", "NAME"),
+              help="The onnxruntime backend's GPU execution accelerator: tensorrt or cuda.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Model name, once per artefact in order (default: each file's stem).")
+@click.option("--overwrite", is_flag=True, help="Replace REPO if it exists and is not empty.")
+@DEBUG
+def triton_repo_command(artefacts: tuple[Path, ...], repo: Path, backend: str | None, max_batch_size: int | None,
+                        dynamic_batching: bool, preferred_batch_sizes: tuple[int, ...] | None, max_queue_delay_us: int,
+                        instances: int, kind: str | None, accelerator: str | None, names: tuple[str, ...],
+                        overwrite: bool, debug: bool) -> None:
+    """Write a Triton Inference Server model repository: one model (config.pbtxt + 1/) per ARTEFACT.
+
+    \b
+    lion-export triton-repo model.onnx -o repo                     # onnxruntime backend
+    lion-export triton-repo model.pt model.onnx -o repo --backend python --name text_pt --name text
+    """
+    from lion_export.serving.repository import write_repository
+
+    with errors(debug, "triton-repo"), output_targets({}, {"-o": repo}), \
+            phases(output_console(True), "checking the options") as step:
+        entries = write_repository(artefacts, repo, backend=backend, max_batch_size=max_batch_size,
+                                   dynamic_batching=dynamic_batching, preferred_batch_sizes=preferred_batch_sizes or (),
+                                   max_queue_delay_us=max_queue_delay_us, instances=instances, kind=kind,
+                                   accelerator=accelerator, model_names=names or None, overwrite=overwrite,
+                                   progress=step)
+    click.echo("\n".join(entry.describe() for entry in entries))
+    click.echo(f"wrote {len(entries)} model(s) to {repo}")
+
+
+@main.command("serve")
+@click.argument("repo", metavar="REPO", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--http-port", type=click.IntRange(1, 65535), metavar="P", help="HTTP port (default: a free one).")
+@click.option("--grpc-port", type=click.IntRange(1, 65535), metavar="Q", help="gRPC port (default: a free one).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120, show_default=True, metavar="S",
+              help="Seconds to wait for the server to be ready.")
+@DEBUG
+def serve_command(repo: Path, http_port: int | None, grpc_port: int | None, timeout: float, debug: bool) -> None:
+    """Serve REPO on 127.0.0.1 with the tritonserver of the nvidia-pytriton wheel until Ctrl-C (python-backend
+    models only: that build has no other backend)."""
+    import time
+
+    from lion_export.serving.server import ServerError, TritonServer
+    from lion_export.serving.status import status_lines
+
+    with errors(debug, "serve", failed=(ServerError,)):
+        with TritonServer(repo, http_port, grpc_port, timeout=timeout) as server:
+            click.echo(f"serving {repo} (tritonserver pid {server.pid}): HTTP {server.http_url}, "
+                       f"gRPC {server.grpc_url}")
+            click.echo("\n".join(status_lines(repo, server.model_states())))
+            click.echo("Ctrl-C stops the server", err=True)
+            while server.process.poll() is None:
+                time.sleep(0.5)
+            raise ServerError(f"tritonserver exited with code {server.process.returncode}; its log ends:\n"
+                              f"{server.log_tail()}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import click
@@ -84,6 +85,20 @@ class OutputBound(click.ParamType):
         return name or None, bound
 
 
+class ArtefactPath(click.ParamType):
+    """A file, checked as click.Path(dir_okay=False) checks it (a Path), or a served model's URL
+    (triton://HOST:PORT/MODEL, kept a string: a Path would fold its `//`)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from lion_export.artefacts import is_served
+
+        if is_served(value):
+            return value
+        return click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
 class Count(click.IntRange):
     """A whole number of something (tokens, runs, threads) from `min` up, shown as N in --help, not INTEGER RANGE."""
 
@@ -93,4 +108,4 @@ class Count(click.IntRange):
 
 POSITIVE = Count(min=1)
 
-__all__ = ["LibraryChoice", "LibraryParsed", "CommaList", "OutputBound", "Count", "POSITIVE"]
+__all__ = ["LibraryChoice", "LibraryParsed", "CommaList", "OutputBound", "ArtefactPath", "Count", "POSITIVE"]

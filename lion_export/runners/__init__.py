@@ -2,7 +2,8 @@
 
 `base.py` (the `Runner` contract), `feeds.py` (input signatures and the one feed check), `eager.py` (a model in
 eager PyTorch), `onnx_runtime.py` (an .onnx file in onnxruntime), `trt_engine.py` (a TensorRT engine; it uses the
-engine layer's `header` and `backend` only), `files.py` (the runner of a file, by its kind) and `session.py`
+engine layer's `header` and `backend` only), `triton_client.py` (a model served by a Triton Inference Server),
+`files.py` (the runner of a file or served model, by its kind) and `session.py`
 (`load`: any artefact as a callable session with its inputs described and checked).
 Nothing here imports verify/, bench/ or the CLI. Names are imported on first use (PEP 562), so reading a feed's
 signature never pays for torch or onnxruntime.
@@ -18,7 +19,7 @@ _EXPORTS = {
     "OnnxRuntimeRunner": "onnx_runtime", "ProviderError": "onnx_runtime", "SessionError": "onnx_runtime",
     "resolve_providers": "onnx_runtime",
     "TensorRTRunner": "trt_engine", "RunnerUnavailable": "trt_engine",
-    "ArtefactError": "files", "file_runner": "files",
+    "ArtefactError": "files", "file_runner": "files", "TritonClientRunner": "triton_client",
     "load": "session", "Session": "session", "TensorInfo": "session", "pad_token_ids": "session",
     "cast_images": "session",
 }

@@ -3,13 +3,14 @@
 
 A checkpoint is a model, run by the eager runner (`eager.py`); an .onnx file runs in onnxruntime; a TensorRT
 engine runs in `lion_export.runners.trt_engine.TensorRTRunner`, imported only when an engine is given (TensorRT support
-is optional and needs a GPU: without it the error is one line).
+is optional and needs a GPU: without it the error is one line); a served model's URL (triton://...) runs on its
+server through `triton_client.TritonClientRunner`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..artefacts import artefact_kind
+from ..artefacts import SERVED, artefact_kind
 from .base import Runner
 
 
@@ -29,10 +30,14 @@ def engine_runner(path: str | Path) -> Runner:
 
 def file_runner(path: str | Path, *, providers: tuple[str, ...] = ("CPUExecutionProvider",),
                 optimization: str = "all") -> Runner:
-    """The runner of an .onnx file (onnxruntime with `providers`) or an engine file (TensorRT)."""
+    """The runner of an .onnx file (onnxruntime with `providers`), an engine file (TensorRT) or a served model."""
     from .onnx_runtime import OnnxRuntimeRunner
 
     kind = artefact_kind(path)
+    if kind == SERVED:
+        from .triton_client import TritonClientRunner
+
+        return TritonClientRunner(str(path))
     if kind == "onnx":
         return OnnxRuntimeRunner(path, optimization=optimization, providers=providers)
     if kind == "engine":

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..artefacts import artefact_kind
+from ..artefacts import SERVED, artefact_kind
 from .base import Runner
 from .feeds import InputSpec, InputsError, check_feed
 
@@ -168,12 +168,27 @@ def _engine_session(path: Path) -> Session:
     return session
 
 
+def _served_session(url: str) -> Session:
+    """A model on a Triton Inference Server: the server describes its inputs and outputs (the batch axis is
+    bounded by the model's max_batch_size only per request: the runner splits a larger batch)."""
+    from .triton_client import TritonClientRunner
+
+    runner = TritonClientRunner(url)
+    session = Session(Path(runner.served.model), runner, [], [])
+    session.inputs = [TensorInfo.from_spec(spec) for spec in runner.input_specs()]
+    session.outputs = [TensorInfo.from_spec(spec) for spec in runner.output_specs()]
+    return session
+
+
 def load(path: str | Path, *, providers: str | Sequence[str] = "cpu", optimization: str = "all",
          threads: int | None = None, form: str | None = None, dtype: Any = None,
          read_options: Any = None) -> Session:
     """Open `path` as a Session, by its kind: a checkpoint (eager PyTorch; `form`, `dtype` (default float32),
     `read_options`), an .onnx file (onnxruntime; `providers` such as "cuda,cpu", `optimization`, `threads`) or a
-    TensorRT engine (needs a CUDA GPU; the plugin is registered before the engine is deserialized)."""
+    TensorRT engine (needs a CUDA GPU; the plugin is registered before the engine is deserialized); a string
+    triton://HOST:PORT/MODEL (or triton+grpc://) is a model served by a Triton Inference Server."""
+    if artefact_kind(path) == SERVED:
+        return _served_session(str(path))
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")

@@ -293,8 +293,8 @@ def _read_file(path: str | Path) -> _Graph:
     kind = artefact_kind(path)
     if kind == "checkpoint":
         raise ValueError(f"{path} is a checkpoint; compare a checkpoint with an .onnx or engine file")
-    if kind == "engine":
-        if not Path(path).is_file():
+    if kind != "onnx":          # an engine or a served model: the model's signature gives the inputs
+        if kind == "engine" and not Path(path).is_file():
             raise ValueError(f"engine file {str(path)!r} does not exist")
         return _Graph(Path(path), kind, None, None, {}, None)
     proto = load_onnx_model(path)
