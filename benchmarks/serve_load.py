@@ -1,0 +1,312 @@
+"""Benchmark: a real Triton Inference Server under load (issue 18 part 5), against in-process `lion_export.load`.
+
+Models (both exported in --form, default chunked, the export's default):
+    digits    the bundled examples/lion_s_digits.pt (8x8 one-channel images, 17 tokens, dim 64, 2 blocks; chunk 8,
+              as examples/digits.py exports it), or an .onnx file of it given with --digits;
+    vit-tiny  the vit-tiny preset's width (dim 192, 3 heads, 12 blocks, LION-S), random weights, --image-size px
+              images (default 64: 4x4 patches of 16, 17 tokens like digits, so one request costs milliseconds,
+              not the ~50 ms of 224 px on one of these cores, and a run of a few seconds holds many requests).
+Served: `write_repository` (python backend: model.py runs `lion_export.load` on the .onnx file), max_batch_size
+--max-batch-size, once with dynamic batching off and once on (--max-queue-delay-us, default 0: a batch is what
+queued while the model was busy), one instance; `TritonServer` starts the real tritonserver of the nvidia-pytriton
+wheel on 127.0.0.1. Clients (load_clients.py): 1, 4 and 16 threads, each with its own tritonclient HTTP
+connection, sending one image per request, back to back, for --duration seconds after --warmup seconds unmeasured;
+every response is checked against the in-process output of the same image (rtol = atol = 1e-4).
+In-process (same machine, same run, before any server starts): `lion_export.load` on the same file with the same
+defaults model.py uses, one image at a time for --duration seconds (p50 / p99 latency, requests/s), and batches of
+the largest client count (images/s: what batching can reach without a server).
+Recorded per point: requests/s, p50 / p99 latency, requests sent, right, wrong, failed (error responses) and lost
+(no response), the CPU seconds the client threads and the server's processes took, and the 1-minute load average
+before the point (other work on the machine shows there).
+
+    python benchmarks/serve_load.py            # 12 points of 20 s (~7 min on 2 cores): results/serve_load.json, .png
+    python benchmarks/serve_load.py --quick    # 1 and 4 clients, 2 s each: results/serve_load_quick.json, .png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+from load_clients import Call, Connect, ErrorResponse, run_load
+from plotting import plot_load
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "examples" / "lion_s_digits.pt"
+DIGITS_CHUNK = 8                     # examples/digits.py's chunk size: 17 tokens span two full chunks and a third
+VIT_WIDTH = {"dim": 192, "depth": 12, "num_heads": 3}       # the vit-tiny preset's, said here so the JSON records it
+CASES = 16                           # distinct images per model, sent round-robin
+BATCHING = ("off", "on")
+GOAL_REQUESTS, GOAL_SPEEDUP, GOAL_LATENCY_RATIO = 10_000, 2.0, 1.5
+MODES = {"full": {"clients": (1, 4, 16), "duration": 20.0, "warmup": 2.0},
+         "quick": {"clients": (1, 4), "duration": 2.0, "warmup": 0.5}}
+
+
+def fail(message: str) -> NoReturn:
+    print(f"serve_load.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see --help)")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model of the benchmark: its file, its one input and output, and the images sent with their answers."""
+
+    name: str
+    path: Path
+    description: str
+    input_name: str
+    output_name: str
+    cases: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 and 4 clients, 2 s per point")
+    parser.add_argument("--clients", help="comma-separated client counts (default 1,4,16; quick 1,4)")
+    parser.add_argument("--duration", type=float, help="seconds measured per point (default 20; quick 2)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each point (default 2; quick 0.5)")
+    parser.add_argument("--digits", type=Path, default=DIGITS, help="the digits checkpoint, or an .onnx export of it")
+    parser.add_argument("--image-size", type=int, default=64, help="vit-tiny image side in px (default 64)")
+    parser.add_argument("--form", default="chunked", choices=("chunked", "recurrent", "parallel"))
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--max-queue-delay-us", type=int, default=0)
+    parser.add_argument("--instances", type=int, default=1, help="model instances (default 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    mode = MODES["quick" if args.quick else "full"]
+    try:
+        args.clients = tuple(int(c) for c in args.clients.split(",")) if args.clients else mode["clients"]
+    except ValueError:
+        fail(f"--clients must be comma-separated integers, got {args.clients!r}")
+    args.duration = mode["duration"] if args.duration is None else args.duration
+    args.warmup = mode["warmup"] if args.warmup is None else args.warmup
+    if not args.clients or min(args.clients) < 1:
+        fail(f"--clients must be positive integers, got {args.clients}")
+    if args.duration <= 0 or args.warmup < 0:
+        fail("--duration must be positive and --warmup >= 0")
+    for name in ("image_size", "max_batch_size", "instances"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.image_size % 16:
+        fail(f"--image-size must be a multiple of the patch size 16, got {args.image_size}")
+    if not args.digits.is_file():
+        fail(f"--digits {args.digits}: no such file")
+    return args
+
+
+def export_models(args: argparse.Namespace, folder: Path) -> list[tuple[str, Path, str]]:
+    """(name, .onnx path, description) of both models, exported into `folder` (the digits file taken if given)."""
+    import torch
+
+    from lion_export import create_model, load_checkpoint
+    from lion_export.export import export_onnx
+
+    digits = args.digits
+    if digits.suffix != ".onnx":
+        digits = export_onnx(load_checkpoint(args.digits), folder / "digits.onnx", form=args.form,
+                             chunk_size=DIGITS_CHUNK)
+    torch.manual_seed(0)
+    vit = create_model("vit-tiny", **VIT_WIDTH, mask="selective", img_size=args.image_size, num_classes=10)
+    tokens = (args.image_size // 16) ** 2 + 1
+    vit_path = export_onnx(vit.eval(), folder / "vit_tiny.onnx", form=args.form)
+    return [("digits", digits, f"{args.digits.name}, {args.form} form, 8x8 images, 17 tokens"),
+            ("vit_tiny", vit_path, f"vit-tiny width (dim 192, 3 heads, 12 blocks, LION-S), random weights, "
+                                   f"{args.form} form, {args.image_size}x{args.image_size} images, {tokens} tokens")]
+
+
+def in_process(name: str, path: Path, description: str, args: argparse.Namespace) -> tuple[ServedModel, dict]:
+    """The model's cases (their expected outputs from `lion_export.load`) and its in-process figures."""
+    import lion_export
+
+    with lion_export.load(path) as session:
+        (image,), (output,) = session.inputs, session.outputs
+        rng = np.random.default_rng(0)
+        images = [rng.standard_normal((1, *image.shape[1:])).astype(image.dtype) for _ in range(CASES)]
+        cases = tuple((x, session(x)[output.name]) for x in images)
+        served = ServedModel(name, path, description, image.name, output.name, cases)
+        for x in images:                                   # warm-up: every image once
+            session(x)
+        times = []
+        end = time.perf_counter() + args.duration
+        while time.perf_counter() < end:
+            began = time.perf_counter()
+            session(images[len(times) % CASES])
+            times.append(time.perf_counter() - began)
+        batch = max(args.clients)
+        stacked = np.concatenate([images[i % CASES] for i in range(batch)])
+        session(stacked)
+        runs, began = 0, time.perf_counter()
+        while runs < 3 or time.perf_counter() - began < args.duration / 2:
+            session(stacked)
+            runs += 1
+        batched = runs * batch / (time.perf_counter() - began)
+        providers = list(session.providers)
+    ms = np.array(times) * 1e3
+    return served, {"requests": len(ms), "req_per_s": len(ms) / ms.sum() * 1e3, "p50_ms": float(np.median(ms)),
+                    "p99_ms": float(np.percentile(ms, 99)), "batch": batch, "batched_images_per_s": batched,
+                    "providers": providers}
+
+
+def http_connect(url: str, model: ServedModel, timeout_s: float) -> Connect:
+    """A Connect for load_clients: one tritonclient HTTP client (one keep-alive connection) per call."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    def connect() -> Call:
+        client = http.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s)
+        wanted = [http.InferRequestedOutput(model.output_name, binary_data=True)]
+
+        def call(image: np.ndarray) -> np.ndarray:
+            request = http.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
+            request.set_data_from_numpy(image, binary_data=True)
+            try:
+                result = client.infer(model.name, [request], outputs=wanted)
+            except InferenceServerException as error:
+                if error.status() is None:          # raised by the client itself: nothing came back
+                    raise ConnectionError(error.message()) from None
+                raise ErrorResponse(f"HTTP {error.status()}: {error.message()}") from None
+            return result.as_numpy(model.output_name)
+        return call
+    return connect
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU seconds of the live processes in a session (the server and its python backend stubs)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue                                    # a process that ended meanwhile
+        if int(fields[3]) == session_id:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def serve_points(models: list[ServedModel], batching: str, args: argparse.Namespace, folder: Path,
+                 step) -> list[dict]:
+    """Write the repository, start the server, and load each model at each client count."""
+    from lion_export.serving.repository import write_repository
+    from lion_export.serving.server import TritonServer
+
+    repo = folder / f"repository_batching_{batching}"
+    write_repository([m.path for m in models], repo, backend="python", max_batch_size=args.max_batch_size,
+                     dynamic_batching=batching == "on", max_queue_delay_us=args.max_queue_delay_us,
+                     instances=args.instances, model_names=[m.name for m in models])
+    points = []
+    with TritonServer(repo, work_dir=folder / f"server_{batching}") as server:
+        unready = [f"{s.name}: {s.state} {s.reason}" for s in server.model_states() if not s.ready]
+        if unready:
+            raise RuntimeError(f"models not ready: {'; '.join(unready)}\n{server.log_tail()}")
+        for model in models:
+            connect = http_connect(server.http_url, model, timeout_s=30.0)
+            for clients in args.clients:
+                step(f"{model.name}, batching {batching}, {clients} client(s)")
+                if args.warmup:
+                    run_load(connect, model.cases, clients, args.warmup)
+                load = os.getloadavg()[0]
+                cpu = session_cpu_seconds(server.pid)
+                result = run_load(connect, model.cases, clients, args.duration)
+                points.append({"model": model.name, "batching": batching, **result.summary(),
+                               "server_cpu_s": round(session_cpu_seconds(server.pid) - cpu, 3),
+                               "load_1m_before": load})
+    return points
+
+
+def goals(points: list[dict], baselines: dict[str, dict], clients: tuple[int, ...]) -> list[str]:
+    """The issue's three goals, each a line saying met / MISSED with its figures."""
+    lines = []
+    top = max(clients)
+    at_top = [p for p in points if p["clients"] == top]
+    sent = sum(p["sent"] for p in at_top)
+    bad = {k: sum(p[k] for p in at_top) for k in ("failed", "wrong", "lost")}
+    ok = top >= 16 and sent >= GOAL_REQUESTS and not any(bad.values())
+    lines.append(f"{'met' if ok else 'MISSED'}: 0 failed or lost over >= {GOAL_REQUESTS} requests at 16 clients "
+                 f"({sent} requests at {top} clients: {bad['failed']} failed, {bad['wrong']} wrong, "
+                 f"{bad['lost']} lost)")
+    for model in baselines:
+        rate = {p["batching"]: p["req_per_s"] for p in at_top if p["model"] == model}
+        if set(rate) == set(BATCHING):
+            gain = rate["on"] / rate["off"] if rate["off"] else float("inf")
+            lines.append(f"{'met' if gain >= GOAL_SPEEDUP and top >= 16 else 'MISSED'}: {model}, dynamic batching "
+                         f">= {GOAL_SPEEDUP:g}x no batching at 16 clients ({rate['on']:.0f} vs {rate['off']:.0f} "
+                         f"req/s at {top} clients: {gain:.2f}x)")
+    for point in (p for p in points if p["model"] == "vit_tiny" and p["clients"] == 1):
+        ratio = point["p50_ms"] / baselines["vit_tiny"]["p50_ms"]
+        lines.append(f"{'met' if ratio <= GOAL_LATENCY_RATIO else 'MISSED'}: vit_tiny at 1 client (batching "
+                     f"{point['batching']}), served p50 within {GOAL_LATENCY_RATIO:g}x in-process "
+                     f"({point['p50_ms']:.2f} vs {baselines['vit_tiny']['p50_ms']:.2f} ms: {ratio:.2f}x)")
+    return lines
+
+
+def table(points: list[dict], baselines: dict[str, dict]) -> list[str]:
+    lines = [f"{'model':<9} {'batching':<9} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'sent':>7} "
+             f"{'failed':>6} {'wrong':>6} {'lost':>5}"]
+    for p in points:
+        lines.append(f"{p['model']:<9} {p['batching']:<9} {p['clients']:>7} {p['req_per_s']:>8.1f} "
+                     f"{p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['sent']:>7} {p['failed']:>6} {p['wrong']:>6} "
+                     f"{p['lost']:>5}")
+    for name, b in baselines.items():
+        lines.append(f"{name:<9} {'in-proc':<9} {1:>7} {b['req_per_s']:>8.1f} {b['p50_ms']:>8.2f} "
+                     f"{b['p99_ms']:>8.2f} {b['requests']:>7}   (batch {b['batch']}: "
+                     f"{b['batched_images_per_s']:.0f} images/s)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from rich.console import Console
+
+    from lion_export.atomic import write_bytes_atomically
+    from lion_export.bench.machine import describe_machine
+    from lion_export.progress import phases
+
+    name = "serve_load" + ("_quick" if args.quick else "")
+    folder = Path(tempfile.mkdtemp(prefix="lion-serve-load-"))
+    started = time.perf_counter()
+    try:
+        with phases(Console(stderr=True), "exporting the models") as step:
+            exported = export_models(args, folder)
+            models, baselines = [], {}
+            for model_name, path, description in exported:
+                step(f"{model_name} in process")
+                model, baselines[model_name] = in_process(model_name, path, description, args)
+                models.append(model)
+            points = [p for batching in BATCHING for p in serve_points(models, batching, args, folder, step)]
+            step("writing the results")
+            lines = goals(points, baselines, args.clients)
+            document = {"machine": describe_machine(), "settings": {k: str(v) if isinstance(v, Path) else v
+                                                                   for k, v in vars(args).items()},
+                        "seconds": round(time.perf_counter() - started, 1),
+                        "models": {m.name: {"description": m.description, "in_process": baselines[m.name]}
+                                   for m in models},
+                        "points": points, "goals": lines}
+            args.out.mkdir(parents=True, exist_ok=True)
+            title = (f"python backend, {args.instances} instance(s), {args.form} form, "
+                     f"{args.duration:g} s per point")
+            plot_load(points, baselines, title, args.out / f"{name}.png")
+            write_bytes_atomically(args.out / f"{name}.json", json.dumps(document, indent=1).encode() + b"\n")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print("\n".join(table(points, baselines) + [""] + lines))
+    print(f"wrote {args.out / (name + '.json')} and {args.out / (name + '.png')}")
+
+
+if __name__ == "__main__":
+    main()
