@@ -9,15 +9,22 @@ Models (both exported in --form, default chunked, the export's default):
 Served: `write_repository` (python backend: model.py runs `lion_export.load` on the .onnx file), max_batch_size
 --max-batch-size, once with dynamic batching off and once on (--max-queue-delay-us, default 0: a batch is what
 queued while the model was busy), one instance; `TritonServer` starts the real tritonserver of the nvidia-pytriton
-wheel on 127.0.0.1. Clients (load_clients.py): 1, 4 and 16 threads, each with its own tritonclient HTTP
-connection, sending one image per request, back to back, for --duration seconds after --warmup seconds unmeasured;
-every response is checked against the in-process output of the same image (rtol = atol = 1e-4).
-In-process (same machine, same run, before any server starts): `lion_export.load` on the same file with the same
-defaults model.py uses, one image at a time for --duration seconds (p50 / p99 latency, requests/s), and batches of
-the largest client count (images/s: what batching can reach without a server).
+wheel on 127.0.0.1. onnxruntime runs on --threads threads (default 1) in the server and in process alike: its
+default, a spinning thread per core, fights the server's and the clients' threads for the same 2 cores (measured
+here in process alone: the digits file at batch 16 took 1.1 ms per image on 2 threads, 0.31 ms on 1).
+Clients (load_clients.py): 1, 4 and 16 threads, each with its own tritonclient HTTP connection, sending one image
+per request, back to back, for --duration seconds after --warmup seconds unmeasured; every response is checked
+against the in-process output of the same image (rtol = atol = 1e-4).
+In process: `lion_export.load` on the same file with the same settings as model.py, one image at a time for
+--duration seconds (p50 / p99 latency, requests/s), then batches of the largest client count (images/s: what
+batching can gain without a server).
+Both servers run at once and the points interleave (per model: in process, then each client count with batching
+off, then on), so both settings and the in-process figures meet the same machine: a shared machine's load drifts
+within minutes.
 Recorded per point: requests/s, p50 / p99 latency, requests sent, right, wrong, failed (error responses) and lost
-(no response), the CPU seconds the client threads and the server's processes took, and the 1-minute load average
-before the point (other work on the machine shows there).
+(no response); from Triton's statistics, the mean batch the model ran and, per request, the mean time queued and
+in model.py's `execute`; the CPU seconds the client threads, the loaded server and the idle one took; the
+1-minute load average before the point (other work on the machine shows there).
 
     python benchmarks/serve_load.py            # 12 points of 20 s (~7 min on 2 cores): results/serve_load.json, .png
     python benchmarks/serve_load.py --quick    # 1 and 4 clients, 2 s each: results/serve_load_quick.json, .png
@@ -31,6 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -43,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "lion_s_digits.pt"
 DIGITS_CHUNK = 8                     # examples/digits.py's chunk size: 17 tokens span two full chunks and a third
 VIT_WIDTH = {"dim": 192, "depth": 12, "num_heads": 3}       # the vit-tiny preset's, said here so the JSON records it
+MODELS = ("digits", "vit_tiny")
 CASES = 16                           # distinct images per model, sent round-robin
 BATCHING = ("off", "on")
 GOAL_REQUESTS, GOAL_SPEEDUP, GOAL_LATENCY_RATIO = 10_000, 2.0, 1.5
@@ -78,12 +87,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", help="comma-separated client counts (default 1,4,16; quick 1,4)")
     parser.add_argument("--duration", type=float, help="seconds measured per point (default 20; quick 2)")
     parser.add_argument("--warmup", type=float, help="unmeasured seconds before each point (default 2; quick 0.5)")
+    parser.add_argument("--models", default="digits,vit_tiny", help="comma-separated, from digits,vit_tiny")
     parser.add_argument("--digits", type=Path, default=DIGITS, help="the digits checkpoint, or an .onnx export of it")
     parser.add_argument("--image-size", type=int, default=64, help="vit-tiny image side in px (default 64)")
     parser.add_argument("--form", default="chunked", choices=("chunked", "recurrent", "parallel"))
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-queue-delay-us", type=int, default=0)
     parser.add_argument("--instances", type=int, default=1, help="model instances (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="onnxruntime threads, served and in process alike (default 1: see the docstring)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
@@ -97,9 +109,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         fail(f"--clients must be positive integers, got {args.clients}")
     if args.duration <= 0 or args.warmup < 0:
         fail("--duration must be positive and --warmup >= 0")
-    for name in ("image_size", "max_batch_size", "instances"):
+    for name in ("image_size", "max_batch_size", "instances", "threads"):
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    args.models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown or not args.models:
+        fail(f"--models: unknown {unknown or 'empty list'}; choose from {', '.join(MODELS)}")
     if args.image_size % 16:
         fail(f"--image-size must be a multiple of the patch size 16, got {args.image_size}")
     if not args.digits.is_file():
@@ -108,30 +124,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def export_models(args: argparse.Namespace, folder: Path) -> list[tuple[str, Path, str]]:
-    """(name, .onnx path, description) of both models, exported into `folder` (the digits file taken if given)."""
+    """(name, .onnx path, description) of each model in --models, exported into `folder` (digits: taken as it is
+    when --digits is an .onnx file)."""
     import torch
 
     from lion_export import create_model, load_checkpoint
     from lion_export.export import export_onnx
 
-    digits = args.digits
-    if digits.suffix != ".onnx":
-        digits = export_onnx(load_checkpoint(args.digits), folder / "digits.onnx", form=args.form,
-                             chunk_size=DIGITS_CHUNK)
-    torch.manual_seed(0)
-    vit = create_model("vit-tiny", **VIT_WIDTH, mask="selective", img_size=args.image_size, num_classes=10)
-    tokens = (args.image_size // 16) ** 2 + 1
-    vit_path = export_onnx(vit.eval(), folder / "vit_tiny.onnx", form=args.form)
-    return [("digits", digits, f"{args.digits.name}, {args.form} form, 8x8 images, 17 tokens"),
-            ("vit_tiny", vit_path, f"vit-tiny width (dim 192, 3 heads, 12 blocks, LION-S), random weights, "
-                                   f"{args.form} form, {args.image_size}x{args.image_size} images, {tokens} tokens")]
+    exported = []
+    if "digits" in args.models:
+        digits = args.digits
+        if digits.suffix != ".onnx":
+            digits = export_onnx(load_checkpoint(args.digits), folder / "digits.onnx", form=args.form,
+                                 chunk_size=DIGITS_CHUNK)
+        exported.append(("digits", digits, f"{args.digits.name}, {args.form} form, 8x8 images, 17 tokens"))
+    if "vit_tiny" in args.models:
+        torch.manual_seed(0)
+        vit = create_model("vit-tiny", **VIT_WIDTH, mask="selective", img_size=args.image_size, num_classes=10)
+        tokens = (args.image_size // 16) ** 2 + 1
+        exported.append(("vit_tiny", export_onnx(vit.eval(), folder / "vit_tiny.onnx", form=args.form),
+                         f"vit-tiny width (dim 192, 3 heads, 12 blocks, LION-S), random weights, {args.form} form, "
+                         f"{args.image_size}x{args.image_size} images, {tokens} tokens"))
+    return exported
 
 
 def in_process(name: str, path: Path, description: str, args: argparse.Namespace) -> tuple[ServedModel, dict]:
     """The model's cases (their expected outputs from `lion_export.load`) and its in-process figures."""
     import lion_export
 
-    with lion_export.load(path) as session:
+    with lion_export.load(path, threads=args.threads) as session:
         (image,), (output,) = session.inputs, session.outputs
         rng = np.random.default_rng(0)
         images = [rng.standard_normal((1, *image.shape[1:])).astype(image.dtype) for _ in range(CASES)]
@@ -183,6 +204,31 @@ def http_connect(url: str, model: ServedModel, timeout_s: float) -> Connect:
     return connect
 
 
+def model_statistics(url: str, model: str) -> dict[str, float]:
+    """Triton's own counters for `model`: requests, executions (batches run) and the time they spent queued and in
+    the model's `execute`, in nanoseconds (differences of two readings describe the run between them)."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(url)
+    try:
+        (stats,) = client.get_inference_statistics(model)["model_stats"]
+    finally:
+        client.close()
+    return {"inferences": stats["inference_count"], "executions": stats["execution_count"],
+            "queue_ns": stats["inference_stats"]["queue"]["ns"],
+            "execute_ns": stats["inference_stats"]["compute_infer"]["ns"]}
+
+
+def server_side(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What the server says of a run: the mean batch its model ran, and per request, the mean time it waited in the
+    queue and the mean time of the `execute` call it was part of (model.py's work on the whole batch; Triton adds
+    a batch's time to each of its requests)."""
+    delta = {k: after[k] - before[k] for k in before}
+    requests = max(delta["inferences"], 1)
+    return {"mean_batch": delta["inferences"] / max(delta["executions"], 1),
+            "queue_ms": delta["queue_ns"] / requests / 1e6, "execute_ms": delta["execute_ns"] / requests / 1e6}
+
+
 def session_cpu_seconds(session_id: int) -> float:
     """User + system CPU seconds of the live processes in a session (the server and its python backend stubs)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -199,34 +245,59 @@ def session_cpu_seconds(session_id: int) -> float:
     return total / tick
 
 
-def serve_points(models: list[ServedModel], batching: str, args: argparse.Namespace, folder: Path,
-                 step) -> list[dict]:
-    """Write the repository, start the server, and load each model at each client count."""
+def start_server(batching: str, exported: list[tuple[str, Path, str]], args: argparse.Namespace, folder: Path,
+                 stack: ExitStack):
+    """A ready server (stopped when `stack` closes) on a new repository of every model, batching on or off."""
     from lion_export.serving.repository import write_repository
     from lion_export.serving.server import TritonServer
 
     repo = folder / f"repository_batching_{batching}"
-    write_repository([m.path for m in models], repo, backend="python", max_batch_size=args.max_batch_size,
+    write_repository([path for _, path, _ in exported], repo, backend="python", max_batch_size=args.max_batch_size,
                      dynamic_batching=batching == "on", max_queue_delay_us=args.max_queue_delay_us,
-                     instances=args.instances, model_names=[m.name for m in models])
-    points = []
-    with TritonServer(repo, work_dir=folder / f"server_{batching}") as server:
-        unready = [f"{s.name}: {s.state} {s.reason}" for s in server.model_states() if not s.ready]
-        if unready:
-            raise RuntimeError(f"models not ready: {'; '.join(unready)}\n{server.log_tail()}")
-        for model in models:
-            connect = http_connect(server.http_url, model, timeout_s=30.0)
+                     instances=args.instances, model_names=[name for name, _, _ in exported], threads=args.threads)
+    server = stack.enter_context(TritonServer(repo, work_dir=folder / f"server_{batching}"))
+    unready = [f"{s.name}: {s.state} {s.reason}" for s in server.model_states() if not s.ready]
+    if unready:
+        raise RuntimeError(f"models not ready: {'; '.join(unready)}\n{server.log_tail()}")
+    return server
+
+
+def load_point(servers: dict, batching: str, model: ServedModel, clients: int, args: argparse.Namespace) -> dict:
+    """One point: warm-up, then `clients` clients for --duration seconds against `servers[batching]`."""
+    server = servers[batching]
+    connect = http_connect(server.http_url, model, timeout_s=30.0)
+    if args.warmup:
+        run_load(connect, model.cases, clients, args.warmup)
+    load = os.getloadavg()[0]
+    cpu = {b: session_cpu_seconds(s.pid) for b, s in servers.items()}
+    stats = model_statistics(server.http_url, model.name)
+    result = run_load(connect, model.cases, clients, args.duration)
+    spent = {b: round(session_cpu_seconds(s.pid) - cpu[b], 3) for b, s in servers.items()}
+    return {"model": model.name, "batching": batching, **result.summary(),
+            **server_side(stats, model_statistics(server.http_url, model.name)),
+            "server_cpu_s": spent.pop(batching), "idle_server_cpu_s": sum(spent.values()), "load_1m_before": load}
+
+
+def measure(exported: list[tuple[str, Path, str]], args: argparse.Namespace, folder: Path,
+            step) -> tuple[list[ServedModel], dict[str, dict], list[dict]]:
+    """Both servers up at once, then per model: in process, and each client count with batching off then on.
+    Interleaved, so the two settings (and the in-process figures) meet the same machine: a shared machine's load
+    drifts within minutes."""
+    models, baselines, points = [], {}, []
+    with ExitStack() as stack:
+        servers = {}
+        for batching in BATCHING:
+            step(f"starting a server, batching {batching}")
+            servers[batching] = start_server(batching, exported, args, folder, stack)
+        for name, path, description in exported:
+            step(f"{name} in process")
+            model, baselines[name] = in_process(name, path, description, args)
+            models.append(model)
             for clients in args.clients:
-                step(f"{model.name}, batching {batching}, {clients} client(s)")
-                if args.warmup:
-                    run_load(connect, model.cases, clients, args.warmup)
-                load = os.getloadavg()[0]
-                cpu = session_cpu_seconds(server.pid)
-                result = run_load(connect, model.cases, clients, args.duration)
-                points.append({"model": model.name, "batching": batching, **result.summary(),
-                               "server_cpu_s": round(session_cpu_seconds(server.pid) - cpu, 3),
-                               "load_1m_before": load})
-    return points
+                for batching in BATCHING:
+                    step(f"{name}, batching {batching}, {clients} client(s)")
+                    points.append(load_point(servers, batching, model, clients, args))
+    return models, baselines, points
 
 
 def goals(points: list[dict], baselines: dict[str, dict], clients: tuple[int, ...]) -> list[str]:
@@ -244,9 +315,11 @@ def goals(points: list[dict], baselines: dict[str, dict], clients: tuple[int, ..
         rate = {p["batching"]: p["req_per_s"] for p in at_top if p["model"] == model}
         if set(rate) == set(BATCHING):
             gain = rate["on"] / rate["off"] if rate["off"] else float("inf")
+            alone = baselines[model]
             lines.append(f"{'met' if gain >= GOAL_SPEEDUP and top >= 16 else 'MISSED'}: {model}, dynamic batching "
                          f">= {GOAL_SPEEDUP:g}x no batching at 16 clients ({rate['on']:.0f} vs {rate['off']:.0f} "
-                         f"req/s at {top} clients: {gain:.2f}x)")
+                         f"req/s at {top} clients: {gain:.2f}x; in process, batches of {alone['batch']} ran "
+                         f"{alone['batched_images_per_s'] / alone['req_per_s']:.2f}x the images/s of one at a time)")
     for point in (p for p in points if p["model"] == "vit_tiny" and p["clients"] == 1):
         ratio = point["p50_ms"] / baselines["vit_tiny"]["p50_ms"]
         lines.append(f"{'met' if ratio <= GOAL_LATENCY_RATIO else 'MISSED'}: vit_tiny at 1 client (batching "
@@ -256,12 +329,13 @@ def goals(points: list[dict], baselines: dict[str, dict], clients: tuple[int, ..
 
 
 def table(points: list[dict], baselines: dict[str, dict]) -> list[str]:
+    """The points and the in-process figures, one line each (batch, queue, execute: Triton's statistics)."""
     lines = [f"{'model':<9} {'batching':<9} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'sent':>7} "
-             f"{'failed':>6} {'wrong':>6} {'lost':>5}"]
+             f"{'failed':>6} {'wrong':>6} {'lost':>5} {'batch':>6} {'queue ms':>9} {'execute ms':>10}"]
     for p in points:
         lines.append(f"{p['model']:<9} {p['batching']:<9} {p['clients']:>7} {p['req_per_s']:>8.1f} "
                      f"{p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['sent']:>7} {p['failed']:>6} {p['wrong']:>6} "
-                     f"{p['lost']:>5}")
+                     f"{p['lost']:>5} {p['mean_batch']:>6.2f} {p['queue_ms']:>9.2f} {p['execute_ms']:>10.2f}")
     for name, b in baselines.items():
         lines.append(f"{name:<9} {'in-proc':<9} {1:>7} {b['req_per_s']:>8.1f} {b['p50_ms']:>8.2f} "
                      f"{b['p99_ms']:>8.2f} {b['requests']:>7}   (batch {b['batch']}: "
@@ -282,13 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         with phases(Console(stderr=True), "exporting the models") as step:
-            exported = export_models(args, folder)
-            models, baselines = [], {}
-            for model_name, path, description in exported:
-                step(f"{model_name} in process")
-                model, baselines[model_name] = in_process(model_name, path, description, args)
-                models.append(model)
-            points = [p for batching in BATCHING for p in serve_points(models, batching, args, folder, step)]
+            models, baselines, points = measure(export_models(args, folder), args, folder, step)
             step("writing the results")
             lines = goals(points, baselines, args.clients)
             document = {"machine": describe_machine(), "settings": {k: str(v) if isinstance(v, Path) else v
