@@ -288,7 +288,7 @@ def quantize_command(model_file: Path, calibration: Path | None, output: Path | 
     from lion_export.quantize import quantize_npz
 
     output = model_file.with_suffix(".int8.onnx") if output is None else output
-    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "checking the options") as step:
+    with errors(debug, "quantization"), output_targets({"-o": output}), phases(output_console(True), "reading") as step:
         result = quantize_npz(model_file, output, calibration, choices, progress=step)
     click.echo(result.describe())
 
@@ -418,7 +418,7 @@ def bench_command(checkpoint: Path, modes: tuple[str, ...], backends: tuple[str,
               help="Microseconds a request may wait for others to join its batch.")
 @click.option("--instances", type=POSITIVE, default=1, show_default=True, help="Model instances (instance_group).")
 @click.option("--kind", type=LibraryChoice("lion_export.serving.model_config", "KINDS", "KIND"),
-              help="cpu or gpu instances (default: gpu for the tensorrt backend or an --accelerator, else cpu).")
+              help="cpu or gpu instances (default: gpu for engines or an --accelerator, else cpu).")
 @click.option("--accelerator", type=LibraryChoice("lion_export.serving.model_config", "ACCELERATORS", "NAME"),
               help="The onnxruntime backend's GPU execution accelerator: tensorrt or cuda.")
 @click.option("--name", "names", multiple=True, metavar="NAME",

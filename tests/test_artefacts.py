@@ -18,6 +18,12 @@ def test_kind_by_suffix(name, kind):
     assert artefact_kind(name) == kind
 
 
+@pytest.mark.parametrize("name, kind", [("triton://127.0.0.1:8000/m", "served"), ("triton+grpc://h:8001/m/2", "served"),
+                                        ("http://h:8000/m", "checkpoint"), ("triton.pt", "checkpoint")])
+def test_served_models_by_url_scheme(name, kind):
+    assert artefact_kind(name) == kind
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     model = create_model("encoder-tiny", depth=1, dim=16, num_heads=2, vocab_size=50, max_len=64)

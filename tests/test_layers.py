@@ -124,3 +124,17 @@ def test_verify_and_engine_share_runners_without_importing_each_other(module: st
 def test_the_runner_rule_sees_the_runners() -> None:
     assert {"lion_export.runners.base", "lion_export.runners.trt_engine", "lion_export.runners.session"} <= set(MODULES)
     assert ("lion_export.engine.header", 2) in _imports("lion_export.runners.trt_engine")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not _within(m, ("lion_export.serving",
+                                                                                "lion_export.cli"))))
+def test_only_the_cli_imports_serving(module: str) -> None:
+    """serving/ sits above the runners and below the CLI: a library module that imported it would pull the
+    optional server packages' code paths into every user of lion_export."""
+    bad = [name for name, _ in _imports(module) if _within(name, ("lion_export.serving",))]
+    assert not bad, f"{module} imports {bad}"
+
+
+def test_the_serving_rule_sees_serving() -> None:
+    assert ("lion_export.serving.repository", 0) in _imports("lion_export.cli")
+    assert "lion_export.serving.server" in MODULES

@@ -132,10 +132,11 @@ class TritonClientRunner(Runner):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = check_feed(feed, self.inputs, str(self.served))
-        rows = len(next(iter(feed.values()))) if feed else 0
-        step = self.max_batch_size or rows or 1
+        if not self.max_batch_size:
+            return self._request(feed)
+        rows, step = len(next(iter(feed.values()))), self.max_batch_size
         parts = [self._request({name: array[start:start + step] for name, array in feed.items()})
-                 for start in range(0, max(rows, 1), step)] if self.max_batch_size else [self._request(feed)]
+                 for start in range(0, rows, step)]
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 

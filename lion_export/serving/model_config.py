@@ -112,7 +112,8 @@ def model_config(name: str, signature: ArtefactSignature, options: ServingOption
     config_pb2 = require("tritonclient.grpc.model_config_pb2", "tritonclient[grpc]")
     options.check()
     check_backend(signature, backend)
-    kind = options.kind or ("gpu" if backend == "tensorrt" or options.accelerator else "cpu")
+    kind = options.kind or ("gpu" if backend == "tensorrt" or options.accelerator or signature.kind == "engine"
+                            else "cpu")
     if backend == "tensorrt" and kind == "cpu":
         raise ValueError("the tensorrt backend runs on a GPU: drop --kind cpu")
     if options.accelerator is not None and backend != "onnxruntime":

@@ -5,8 +5,8 @@ dynamic batcher gathered. It opens the artefact beside it (the config's `artefac
 `lion_export.load` (with the config's `threads` parameter, onnxruntime's threads, when set), so every artefact kind
 serves the same way, with the same input checks; requests whose inputs
 have the same shapes are concatenated along the batch axis and run once, and the outputs are split back by request
-and returned by name. A request the session refuses (a wrong dtype, a size outside the file's range) gets that one
-line as its error; the other requests of the batch are answered. Runs only inside Triton
+and returned by name. A request that fails (a size outside the file's range, a token id outside the vocabulary)
+gets its error in one line; the other requests of the batch are answered. Runs only inside Triton
 (`triton_python_backend_utils` exists there only).
 """
 from __future__ import annotations
@@ -50,15 +50,18 @@ class TritonPythonModel:
         return responses
 
     def _run(self, feeds: list[dict[str, np.ndarray]]) -> list:
-        """Responses for feeds of equal shapes: one run of the whole batch, split back by request."""
+        """Responses for feeds of equal shapes: one run of the whole batch, split back by request. When the joined
+        run fails, each request runs alone, so one bad request (a token id outside the vocabulary) is the only
+        one answered with the error."""
         try:
             if not self.batched:
                 return [self._response(self.session(feed)) for feed in feeds]
             joined = {name: np.concatenate([feed[name] for feed in feeds]) for name in self.input_names}
             outputs = self.session(joined)
-        except ValueError as exc:
-            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(" ".join(str(exc).split())))
-                    for _ in feeds]
+        except Exception as exc:  # noqa: BLE001 - the client gets the error, the model keeps serving
+            if len(feeds) > 1:
+                return [response for feed in feeds for response in self._run([feed])]
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(" ".join(str(exc).split())[:500]))]
         bounds = np.cumsum([0] + [len(next(iter(feed.values()))) for feed in feeds])
         return [self._response({name: array[start:stop] for name, array in outputs.items()})
                 for start, stop in zip(bounds[:-1], bounds[1:])]

@@ -69,7 +69,7 @@ def _notes(signature: ArtefactSignature, backend: str) -> list[str]:
     if backend == "python":
         notes.append("the python backend imports lion_export: install lion-export in the server's Python")
         if signature.kind == "engine":
-            notes.append("an engine needs a CUDA GPU in the server (use --kind gpu)")
+            notes.append("an engine runs on a CUDA GPU: the server needs one, and the TensorRT that built it")
     if backend == "tensorrt":
         if signature.edition == "TensorRT-RTX":
             notes.append("built by TensorRT-RTX: Triton's tensorrt backend deserializes engines of the standard "
@@ -137,7 +137,7 @@ def write_repository(artefacts: Sequence[str | Path], out_dir: str | Path, *, ba
 
     backend: onnxruntime, tensorrt or python for every artefact (default: by kind, `default_backend`);
     max_batch_size: None = 8, or an engine profile's largest batch if smaller; 0 = no batching; kind: cpu or gpu
-    (default: gpu for the tensorrt backend and an accelerator, else cpu); accelerator: tensorrt or cuda, the
+    (default: gpu for engines and an accelerator, else cpu); accelerator: tensorrt or cuda, the
     onnxruntime backend's GPU execution provider; model_names: one per artefact (default: the file stems);
     threads: onnxruntime's threads in each instance (python and onnxruntime backends; default: onnxruntime's own).
     Every setting is checked against every artefact before anything is written; ValueError on the first problem.

@@ -12,6 +12,7 @@ or in a temporary one removed on exit, so nothing is left behind.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -79,11 +80,13 @@ def server_files() -> ServerFiles:
     return files
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 now (the kernel's picks, all held open until each is chosen)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def _backend_folder(files: ServerFiles, folder: Path) -> Path:
@@ -136,8 +139,9 @@ class TritonServer:
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
             raise FileNotFoundError(f"{repo}: no such model repository (a folder)")
-        self.http_port = http_port or free_port()
-        self.grpc_port = grpc_port or free_port()
+        spare = iter(free_ports(2))
+        self.http_port = http_port or next(spare)
+        self.grpc_port = grpc_port or next(spare)
         self.timeout = timeout
         self.work_dir = None if work_dir is None else Path(work_dir)
         self.log_path = None if log_path is None else Path(log_path)
@@ -247,4 +251,4 @@ class TritonServer:
         self.stop()
 
 
-__all__ = ["ModelState", "ServerError", "ServerFiles", "TritonServer", "free_port", "server_files"]
+__all__ = ["ModelState", "ServerError", "ServerFiles", "TritonServer", "free_ports", "server_files"]
