@@ -56,9 +56,11 @@ def plot_load(points: list[dict], baselines: dict[str, dict], title: str, path: 
                      label=f"{model} in process, 1 at a time")
         ax_l.axhline(baselines[model]["p50_ms"], color=colour, linestyle="--", linewidth=1,
                      label=f"{model} in process p50")
+    counts = sorted({p["clients"] for p in points})
     for ax, label in ((ax_r, "requests / s"), (ax_l, "latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(counts, [str(c) for c in counts])
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)

@@ -343,6 +343,24 @@ def table(points: list[dict], baselines: dict[str, dict]) -> list[str]:
     return lines
 
 
+def settings(args: argparse.Namespace) -> dict:
+    """The run's settings for the JSON (paths inside the repository relative to it; where it was written left out)."""
+    shown = {}
+    for key, value in vars(args).items():
+        if isinstance(value, Path):
+            value = str(value.resolve().relative_to(ROOT)) if value.resolve().is_relative_to(ROOT) else str(value)
+        shown[key] = value
+    del shown["out"]
+    return shown
+
+
+def serving_versions() -> dict[str, str]:
+    """The versions of the client and server packages (the machine's description covers the rest)."""
+    from importlib import metadata
+
+    return {name: metadata.version(name) for name in ("tritonclient", "nvidia-pytriton")}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from rich.console import Console
@@ -359,8 +377,7 @@ def main(argv: list[str] | None = None) -> None:
             models, baselines, points = measure(export_models(args, folder), args, folder, step)
             step("writing the results")
             lines = goals(points, baselines, args.clients)
-            document = {"machine": describe_machine(), "settings": {k: str(v) if isinstance(v, Path) else v
-                                                                   for k, v in vars(args).items()},
+            document = {"machine": describe_machine(), "serving": serving_versions(), "settings": settings(args),
                         "seconds": round(time.perf_counter() - started, 1),
                         "models": {m.name: {"description": m.description, "in_process": baselines[m.name]}
                                    for m in models},
