@@ -134,15 +134,15 @@ def test_goals_say_met_and_missed_with_their_figures(serve_load) -> None:
     module, _ = serve_load
     point = {"failed": 0, "wrong": 0, "lost": 0}
     points = [{**point, "model": "vit_tiny", "batching": "off", "clients": 16, "sent": 4000, "req_per_s": 50.0},
-              {**point, "model": "vit_tiny", "batching": "on", "clients": 16, "sent": 6000, "req_per_s": 99.0},
-              {**point, "model": "vit_tiny", "batching": "on", "clients": 1, "sent": 100, "req_per_s": 9.0,
-               "p50_ms": 15.0}]
-    alone = {"vit_tiny": {"p50_ms": 10.0, "req_per_s": 100.0, "batch": 16, "batched_images_per_s": 130.0}}
+              {**point, "model": "vit_tiny", "batching": "on", "clients": 16, "sent": 6000, "req_per_s": 99.0}]
+    alone = {"vit_tiny": {"p50_ms": 10.0, "req_per_s": 100.0, "batch": 16, "batched_images_per_s": 130.0,
+                          "head_to_head": {"in_process_p50_ms": 10.0, "off_p50_ms": 15.0, "on_p50_ms": 15.1}}}
     lines = module.goals(points, alone, (1, 16))
     assert lines[0].startswith("met: 0 failed or lost") and "(10000 requests at 16 clients" in lines[0]
     assert lines[1].startswith("MISSED: vit_tiny, dynamic batching") and "(99 vs 50 req/s at 16 clients: 1.98x" in lines[1]
     assert lines[1].endswith("batches of 16 ran 1.30x the images/s of one at a time)")
-    assert lines[2].startswith("met: vit_tiny at 1 client") and "1.50x" in lines[2]
+    assert lines[2].startswith("met: vit_tiny at 1 client (batching off)") and "(15.00 vs 10.00 ms: 1.50x)" in lines[2]
+    assert lines[3].startswith("MISSED: vit_tiny at 1 client (batching on)") and "1.51x" in lines[3]
     points[0]["lost"] = 1
     assert module.goals(points, alone, (1, 16))[0].startswith("MISSED")
 
