@@ -27,7 +27,7 @@ Recorded per point: requests/s, p50 / p99 latency, requests sent, right, wrong, 
 in model.py's `execute`; the CPU seconds the client threads, the loaded server and the idle one took; the
 1-minute load average before the point (other work on the machine shows there).
 
-    python benchmarks/serve_load.py            # 12 points of 20 s (~7 min on 2 cores): results/serve_load.json, .png
+    python benchmarks/serve_load.py            # 12 points of 20 s (~8 min on 2 cores): results/serve_load.json, .png
     python benchmarks/serve_load.py --quick    # 1 and 4 clients, 2 s each: results/serve_load_quick.json, .png
 """
 from __future__ import annotations
