@@ -1,5 +1,5 @@
-"""The plots the benchmark scripts draw: latency and peak memory against sequence length (log-log), and grouped
-bars for a few cases side by side."""
+"""The plots the benchmark scripts draw: latency and peak memory against sequence length (log-log), grouped bars
+for a few cases side by side, and a served load test's throughput and latency against concurrent clients."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,6 +55,46 @@ def plot_grouped_bars(groups: dict[str, dict[str, float]], ylabel: str, title: s
     ax.set_ylim(top=ax.get_ylim()[1] * 1.15)
     ax.legend(fontsize="small")
     ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_load(points: list[dict], baselines: dict[str, dict], title: str, path: Path) -> None:
+    """A served load test: requests/s and p50 / p99 latency against concurrent clients, one line per (model,
+    batching), each model's in-process figure dashed (points carry model, batching, clients, req_per_s, p50_ms,
+    p99_ms; baselines map a model to its in-process req_per_s and p50_ms)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_r, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for index, model in enumerate(baselines):
+        colour = f"C{index}"
+        for batching, style in (("off", ":"), ("on", "-")):
+            pts = [p for p in points if p["model"] == model and p["batching"] == batching]
+            if not pts:
+                continue
+            clients = [p["clients"] for p in pts]
+            label = f"{model}, batching {batching}"
+            ax_r.plot(clients, [p["req_per_s"] for p in pts], style, marker="o", color=colour, label=label)
+            ax_l.plot(clients, [p["p50_ms"] for p in pts], style, marker="o", color=colour, label=f"{label} p50")
+            ax_l.plot(clients, [p["p99_ms"] for p in pts], style, marker="^", color=colour, alpha=0.5,
+                      label=f"{label} p99")
+        ax_r.axhline(baselines[model]["req_per_s"], color=colour, linestyle="--", linewidth=1,
+                     label=f"{model} in process, 1 at a time")
+        ax_l.axhline(baselines[model]["p50_ms"], color=colour, linestyle="--", linewidth=1,
+                     label=f"{model} in process p50")
+    counts = sorted({p["clients"] for p in points})
+    for ax, label in ((ax_r, "requests / s"), (ax_l, "latency (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -5,8 +5,9 @@ length's buffers, another backend's arena) is still held, and a point that exhau
 whole benchmark down. The parent (lion_export.bench.run) turns a crash, a kill or a timeout of this process into a
 recorded status.
 
-Timing: `warmup` untimed runs, then up to `repeats` timed runs (at least 3 unless one run alone exceeds the time
-budget). Peak memory: what the runs (warm-up included) allocate beyond what the process holds before them (model or
+Timing: each backend runs behind the runner layer (lion_export.runners, what verify and `lion_export.load` use),
+and only its `infer` is timed (numpy in, numpy out, so a GPU run includes its copies): `warmup` untimed runs, then
+up to `repeats` timed runs (at least 3 unless one run alone exceeds the time budget). Peak memory: what the runs (warm-up included) allocate beyond what the process holds before them (model or
 session and inputs in place): on the CPU the kernel's peak-RSS counter (VmHWM), reset through /proc/self/clear_refs first (the
 lifetime peak, ru_maxrss, where that file is not writable; the JSON says which); for eager PyTorch on a GPU,
 torch.cuda's peak allocated bytes. Denormal floats are flushed to zero (LION-S decay products reach the denormal
@@ -18,12 +19,12 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..dtypes import numpy_dtype
+from ..runners.base import Runner
 from .memory import reset_peak_rss, status_kib
 
 MIB = 2**20
@@ -53,46 +54,41 @@ def _load_model(spec: dict[str, Any]):
     return set_form(model, spec["form"], spec["chunk_size"])
 
 
-def _eager_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Callable[[], Any], str, Any]:
+def _eager_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Runner, Any]:
     import torch
+
+    from ..export.signature import graph_signature
+    from ..runners.eager import TorchRunner
 
     torch.set_num_threads(spec["threads"])
     torch.set_flush_denormal(True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = _load_model(spec).to(device)
-    if spec["dtype"] == "fp16":
-        model = model.half()
-    tensors = [torch.from_numpy(feed[name]).to(device) for name in feed]
-
-    def run() -> Any:
-        with torch.inference_mode():
-            out = model(*tensors)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return out
-    return run, f"pytorch {torch.__version__} ({device})", torch if device == "cuda" else None
+    # the names and count of the outputs are the export's (the softmax twin keeps its LION model's config)
+    outputs = graph_signature(model, batch=2, seq_len=None, dtype=torch.float32, static=False).output_names
+    runner = TorchRunner(model, list(feed), list(outputs),
+                         compute_dtype=torch.float16 if spec["dtype"] == "fp16" else torch.float32)
+    return runner, torch if device == "cuda" else None
 
 
-def _onnxruntime_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Callable[[], Any], str, None]:
+def _onnxruntime_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Runner, None]:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = spec["threads"]
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    session = ort.InferenceSession(spec["graph"], options, providers=providers)
-    return (lambda: session.run(None, feed)), f"onnxruntime {ort.__version__} ({session.get_providers()[0]})", None
+    from ..runners.onnx_runtime import OnnxRuntimeRunner
+
+    # a CUDA provider that does not start is run on the CPU and said so in the point (the runner's warnings)
+    providers = tuple(p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                      if p in ort.get_available_providers())
+    return OnnxRuntimeRunner(spec["graph"], providers=providers, threads=spec["threads"], allow_fallback=True,
+                             flush_denormals=True), None
 
 
-def _tensorrt_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Callable[[], Any], str, Any]:
+def _tensorrt_runner(spec: dict[str, Any], feed: dict[str, np.ndarray]) -> tuple[Runner, Any]:
     import torch
 
-    from ..runners.trt_engine import TensorRTRunner
+    from ..runners.files import engine_runner
 
-    runner = TensorRTRunner(spec["graph"]).__enter__()
-    return (lambda: runner.infer(feed)), runner.describe(), torch
+    return engine_runner(spec["graph"]), torch
 
 
 RUNNERS = {"eager": _eager_runner, "onnxruntime": _onnxruntime_runner, "tensorrt": _tensorrt_runner}
@@ -108,34 +104,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Time one point and measure its peak memory; never raises (failures are a status)."""
     try:
         feed = make_feed(spec["inputs"], spec["dtype"])
-        run, backend, cuda = RUNNERS[spec["backend"]](spec, feed)
-        # the peak is taken from before the warm-up: an arena allocator (onnxruntime's, CUDA's caching one) keeps
-        # what the first run allocated, so later runs alone would show almost nothing
-        if cuda is not None:
-            cuda.cuda.synchronize()
-            cuda.cuda.reset_peak_memory_stats()
-            base = cuda.cuda.memory_allocated()
-            counter = "torch.cuda.max_memory_allocated" + (
-                " (what torch allocates; not TensorRT's own workspace)" if spec["backend"] == "tensorrt" else "")
-        else:
-            counter = "VmHWM after reset" if reset_peak_rss() else "ru_maxrss (lifetime)"
-            base = status_kib("VmRSS") * 1024
-        for _ in range(spec["warmup"]):
-            run()
-        times: list[float] = []
-        while len(times) < spec["repeats"]:
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-            spent = sum(times)
-            if spent > spec["budget_s"] and (len(times) >= 3 or times[0] > spec["budget_s"]):
-                break
-        if cuda is not None:
-            peak = cuda.cuda.max_memory_allocated()
-        elif counter.startswith("VmHWM"):
-            peak = status_kib("VmHWM") * 1024
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        runner, cuda = RUNNERS[spec["backend"]](spec, feed)
+        with runner:
+            times, peak, base, counter = _time_runs(runner, feed, spec, cuda)
+            backend = "; ".join([runner.describe(), *getattr(runner, "warnings", [])])
     except Exception as error:  # noqa: BLE001 - every failure of a point is data, reported to the parent
         status = "out_of_memory" if _is_out_of_memory(error) else "error"
         return {"status": status, "reason": " ".join(f"{type(error).__name__}: {error}".split())[:300]}
@@ -144,6 +116,38 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             "min_ms": float(ms.min()), "max_ms": float(ms.max()), "q1_ms": float(np.percentile(ms, 25)),
             "q3_ms": float(np.percentile(ms, 75)), "times_ms": [round(float(t), 4) for t in ms],
             "peak_mib": max(peak - base, 0) / MIB, "peak_counter": counter}
+
+
+def _time_runs(runner: Runner, feed: dict[str, np.ndarray], spec: dict[str, Any],
+               cuda: Any) -> tuple[list[float], int, int, str]:
+    """(seconds per timed `infer`, peak bytes, bytes before the runs, which counter) on an entered runner."""
+    # the peak is taken from before the warm-up: an arena allocator (onnxruntime's, CUDA's caching one) keeps
+    # what the first run allocated, so later runs alone would show almost nothing
+    if cuda is not None:
+        cuda.cuda.synchronize()
+        cuda.cuda.reset_peak_memory_stats()
+        base = cuda.cuda.memory_allocated()
+        counter = "torch.cuda.max_memory_allocated" + (
+            " (what torch allocates; not TensorRT's own workspace)" if spec["backend"] == "tensorrt" else "")
+    else:
+        counter = "VmHWM after reset" if reset_peak_rss() else "ru_maxrss (lifetime)"
+        base = status_kib("VmRSS") * 1024
+    for _ in range(spec["warmup"]):
+        runner.infer(feed)
+    times: list[float] = []
+    while len(times) < spec["repeats"]:
+        start = time.perf_counter()
+        runner.infer(feed)          # numpy in, numpy out: a GPU run includes its copies and its synchronisation
+        times.append(time.perf_counter() - start)
+        if sum(times) > spec["budget_s"] and (len(times) >= 3 or times[0] > spec["budget_s"]):
+            break
+    if cuda is not None:
+        peak = cuda.cuda.max_memory_allocated()
+    elif counter.startswith("VmHWM"):
+        peak = status_kib("VmHWM") * 1024
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return times, peak, base, counter
 
 
 def main() -> None:

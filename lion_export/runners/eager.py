@@ -44,7 +44,8 @@ class TorchRunner(Runner):
         self._copy = None
 
     def describe(self) -> str:
-        return f"pytorch {torch.__version__} ({str(self.compute_dtype).removeprefix('torch.')})"
+        where = "" if self._device.type == "cpu" else f", {self._device}"
+        return f"pytorch {torch.__version__} ({str(self.compute_dtype).removeprefix('torch.')}{where})"
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self._device)

@@ -57,13 +57,15 @@ class OnnxRuntimeRunner(Runner):
     that the custom nodes' local functions, not a fused rewrite, give the right answer).
     allow_fallback: a requested provider that does not start (onnxruntime then runs on the CPU) is a line in
     `warnings` instead of a ProviderError: verify refuses such a run, an application may accept it, knowingly.
+    flush_denormals: treat denormal floats as zero (LION-S decay products reach the denormal range, where x86 CPUs
+    slow down 10-50x); for timing the model (bench), not for parity, which keeps IEEE arithmetic.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, *, optimization: str = "all",
                  providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None,
-                 allow_fallback: bool = False) -> None:
+                 allow_fallback: bool = False, flush_denormals: bool = False) -> None:
         super().__init__()
         if optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {optimization!r}")
@@ -72,6 +74,7 @@ class OnnxRuntimeRunner(Runner):
         self.providers = providers
         self.threads = threads
         self.allow_fallback = allow_fallback
+        self.flush_denormals = flush_denormals
         self.warnings: list[str] = []
         self.session = None
         self._float_inputs: dict[str, np.dtype] = {}
@@ -88,6 +91,8 @@ class OnnxRuntimeRunner(Runner):
         }[self.optimization]
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
+        if self.flush_denormals:
+            options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.log_severity_level = 4   # fatal only: a failed run is reported by verify itself, not by ORT logs
         try:
             self.session = ort.InferenceSession(str(self.onnx_path), options, providers=list(self.providers))

@@ -1,7 +1,7 @@
 """One model's `config.pbtxt`, built as Triton's own protobuf (`ModelConfig` from tritonclient) and printed with
 protobuf's text format, so every field name and enum is checked by the schema the server itself parses.
 
-`ServingOptions` are the settings a user chooses (batching, instances, device, accelerator); `model_config`
+`ServingOptions` are the settings a user chooses (batching, instances, device, accelerator, onnxruntime threads); `model_config`
 checks them against the artefact's signature (a batch axis to batch on, an engine profile's largest batch, a
 backend that can run the file) and refuses a contradiction in one line before anything is written.
 """
@@ -20,6 +20,10 @@ KINDS = ("cpu", "gpu")
 ACCELERATORS = ("tensorrt", "cuda")
 #: the python backend's model.py finds its artefact under this config parameter
 ARTEFACT_PARAMETER = "artefact"
+#: the python backend's model.py passes this config parameter to lion_export.load as `threads`
+THREADS_PARAMETER = "threads"
+#: the config parameter that sets onnxruntime's threads, by backend (the onnxruntime backend's own name)
+THREADS_PARAMETERS = {"python": THREADS_PARAMETER, "onnxruntime": "intra_op_thread_count"}
 #: the largest batch a model folder declares when none is asked for (an engine's profile may allow fewer)
 DEFAULT_MAX_BATCH = 8
 
@@ -36,6 +40,7 @@ class ServingOptions:
     instances: int = 1
     kind: str | None = None
     accelerator: str | None = None
+    threads: int | None = None
 
     def check(self) -> None:
         """ValueError for settings wrong whatever the artefact."""
@@ -45,6 +50,8 @@ class ServingOptions:
                 raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
         if self.instances < 1 or (self.max_batch_size or 0) < 0 or self.max_queue_delay_us < 0:
             raise ValueError("--instances must be >= 1, --max-batch-size and --max-queue-delay-us >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if any(size < 1 for size in self.preferred_batch_sizes):
             raise ValueError("preferred batch sizes must be >= 1")
         if self.accelerator is not None and self.kind == "cpu":
@@ -112,6 +119,8 @@ def model_config(name: str, signature: ArtefactSignature, options: ServingOption
     if options.accelerator is not None and backend != "onnxruntime":
         raise ValueError(f"--accelerator sets the onnxruntime backend's execution provider, not the {backend} "
                          "backend's")
+    if options.threads is not None and backend not in THREADS_PARAMETERS:
+        raise ValueError(f"threads sets onnxruntime's threads per instance, which the {backend} backend does not run")
     config = config_pb2.ModelConfig(name=name)
     if backend == "tensorrt":
         config.platform = "tensorrt_plan"
@@ -137,6 +146,10 @@ def model_config(name: str, signature: ArtefactSignature, options: ServingOption
         config.optimization.execution_accelerators.gpu_execution_accelerator.add(name=options.accelerator)
     if artefact_name is not None:
         config.parameters[ARTEFACT_PARAMETER].string_value = artefact_name
+    if options.threads is not None:
+        # a server's instances share its cores: onnxruntime's default (a spinning thread per core in each
+        # instance) makes them and the server's own threads fight over the same cores
+        config.parameters[THREADS_PARAMETERS[backend]].string_value = str(options.threads)
     return config
 
 
@@ -148,4 +161,5 @@ def config_text(config) -> str:
 
 
 __all__ = ["ACCELERATORS", "ARTEFACT_PARAMETER", "BACKENDS", "DEFAULT_MAX_BATCH", "KINDS", "ServingOptions",
+           "THREADS_PARAMETER",
            "check_backend", "config_text", "default_backend", "model_config"]

@@ -2,7 +2,8 @@
 
 Triton's python backend imports this file inside its stub process and calls `execute` with the requests the
 dynamic batcher gathered. It opens the artefact beside it (the config's `artefact` parameter) with
-`lion_export.load`, so every artefact kind serves the same way, with the same input checks; requests whose inputs
+`lion_export.load` (with the config's `threads` parameter, onnxruntime's threads, when set), so every artefact kind
+serves the same way, with the same input checks; requests whose inputs
 have the same shapes are concatenated along the batch axis and run once, and the outputs are split back by request
 and returned by name. A request that fails (a size outside the file's range, a token id outside the vocabulary)
 gets its error in one line; the other requests of the batch are answered. Runs only inside Triton
@@ -17,7 +18,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import lion_export
-from lion_export.serving.model_config import ARTEFACT_PARAMETER
+from lion_export.serving.model_config import ARTEFACT_PARAMETER, THREADS_PARAMETER
 
 
 class TritonPythonModel:
@@ -26,7 +27,10 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         folder = Path(args["model_repository"]) / args["model_version"]
-        self.session = lion_export.load(folder / config["parameters"][ARTEFACT_PARAMETER]["string_value"])
+        parameters = config["parameters"]
+        threads = parameters.get(THREADS_PARAMETER, {}).get("string_value")
+        self.session = lion_export.load(folder / parameters[ARTEFACT_PARAMETER]["string_value"],
+                                        threads=int(threads) if threads else None)
         self.batched = config.get("max_batch_size", 0) > 0
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]

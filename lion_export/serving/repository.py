@@ -132,13 +132,14 @@ def write_repository(artefacts: Sequence[str | Path], out_dir: str | Path, *, ba
                      preferred_batch_sizes: Sequence[int] = (), max_queue_delay_us: int = 0, instances: int = 1,
                      kind: str | None = None, accelerator: str | None = None,
                      model_names: Sequence[str] | None = None, overwrite: bool = False,
-                     progress: Callable[[str], None] | None = None) -> list[ModelEntry]:
+                     progress: Callable[[str], None] | None = None, threads: int | None = None) -> list[ModelEntry]:
     """Write a Triton model repository at `out_dir` with one model per artefact (see the module docstring).
 
     backend: onnxruntime, tensorrt or python for every artefact (default: by kind, `default_backend`);
     max_batch_size: None = 8, or an engine profile's largest batch if smaller; 0 = no batching; kind: cpu or gpu
     (default: gpu for engines and an accelerator, else cpu); accelerator: tensorrt or cuda, the
-    onnxruntime backend's GPU execution provider; model_names: one per artefact (default: the file stems).
+    onnxruntime backend's GPU execution provider; model_names: one per artefact (default: the file stems);
+    threads: onnxruntime's threads in each instance (python and onnxruntime backends; default: onnxruntime's own).
     Every setting is checked against every artefact before anything is written; ValueError on the first problem.
     """
     paths = [Path(p) for p in artefacts]
@@ -146,7 +147,7 @@ def write_repository(artefacts: Sequence[str | Path], out_dir: str | Path, *, ba
         raise ValueError("no artefact given")
     out_dir = Path(out_dir)
     options = ServingOptions(backend, max_batch_size, dynamic_batching, tuple(preferred_batch_sizes),
-                             max_queue_delay_us, instances, kind, accelerator)
+                             max_queue_delay_us, instances, kind, accelerator, threads)
     options.check()
     names = _names(paths, model_names)
     _check_destination(out_dir, overwrite)
