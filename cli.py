@@ -415,7 +415,6 @@ def bench_command(checkpoint: Path, modes: tuple[str, ...], backends: tuple[str,
     click.echo(f"wrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'} in {document['seconds']:.0f} s")
 
 
-
 @main.command("triton-repo")
 @click.argument("artefacts", metavar="ARTEFACT...", nargs=-1, required=True, type=click.Path(dir_okay=False,
                                                                                           path_type=Path))
@@ -433,6 +432,8 @@ def bench_command(checkpoint: Path, modes: tuple[str, ...], backends: tuple[str,
 @click.option("--max-queue-delay-us", type=Count(min=0), default=0, show_default=True,
               help="Microseconds a request may wait for others to join its batch.")
 @click.option("--instances", type=POSITIVE, default=1, show_default=True, help="Model instances (instance_group).")
+@click.option("--threads", type=POSITIVE, help="onnxruntime threads per instance (python and onnxruntime backends; "
+                                               "default: onnxruntime's own, one per core).")
 @click.option("--kind", type=LibraryChoice("lion_export.serving.model_config", "KINDS", "KIND"),
               help="cpu or gpu instances (default: gpu for engines or an --accelerator, else cpu).")
 @click.option("--accelerator", type=LibraryChoice("lion_export.serving.model_config", "ACCELERATORS", "NAME"),
@@ -443,8 +444,8 @@ def bench_command(checkpoint: Path, modes: tuple[str, ...], backends: tuple[str,
 @DEBUG
 def triton_repo_command(artefacts: tuple[Path, ...], repo: Path, backend: str | None, max_batch_size: int | None,
                         dynamic_batching: bool, preferred_batch_sizes: tuple[int, ...] | None, max_queue_delay_us: int,
-                        instances: int, kind: str | None, accelerator: str | None, names: tuple[str, ...],
-                        overwrite: bool, debug: bool) -> None:
+                        instances: int, threads: int | None, kind: str | None, accelerator: str | None,
+                        names: tuple[str, ...], overwrite: bool, debug: bool) -> None:
     """Write a Triton Inference Server model repository: one model (config.pbtxt + 1/) per ARTEFACT.
 
     \b
@@ -459,7 +460,7 @@ def triton_repo_command(artefacts: tuple[Path, ...], repo: Path, backend: str | 
                                    dynamic_batching=dynamic_batching, preferred_batch_sizes=preferred_batch_sizes or (),
                                    max_queue_delay_us=max_queue_delay_us, instances=instances, kind=kind,
                                    accelerator=accelerator, model_names=names or None, overwrite=overwrite,
-                                   progress=step)
+                                   progress=step, threads=threads)
     click.echo("\n".join(entry.describe() for entry in entries))
     click.echo(f"wrote {len(entries)} model(s) to {repo}")
 

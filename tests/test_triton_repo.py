@@ -102,10 +102,10 @@ def test_python_models_carry_the_artefact_and_model_py(repo, files):
         assert filecmp.cmp(python / name / "1" / "model.py", PYTHON_MODEL, shallow=False)
 
 
-def test_batching_instances_and_accelerator_options(files, tmp_path):
+def test_batching_instances_threads_and_accelerator_options(files, tmp_path):
     out = tmp_path / "r"
     result = cli(files["text_chunked"], "-o", out, "--max-batch-size", "16", "--preferred-batch-sizes", "4,16",
-                 "--max-queue-delay-us", "250", "--instances", "3", "--accelerator", "tensorrt")
+                 "--max-queue-delay-us", "250", "--instances", "3", "--accelerator", "tensorrt", "--threads", "2")
     assert result.exit_code == 0, result.output
     config = parse(out / files["text_chunked"].stem / "config.pbtxt")
     assert config.max_batch_size == 16
@@ -113,6 +113,7 @@ def test_batching_instances_and_accelerator_options(files, tmp_path):
     assert config.dynamic_batching.max_queue_delay_microseconds == 250
     assert [(g.count, g.kind) for g in config.instance_group] == [(3, KIND.Value("KIND_GPU"))]
     assert [a.name for a in config.optimization.execution_accelerators.gpu_execution_accelerator] == ["tensorrt"]
+    assert config.parameters["intra_op_thread_count"].string_value == "2"     # the onnxruntime backend's name
 
     unbatched = tmp_path / "u"
     assert cli(files["text_chunked"], "-o", unbatched, "--max-batch-size", "0").exit_code == 0
