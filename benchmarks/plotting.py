@@ -18,17 +18,8 @@ def plot_latency_and_memory(rows: list[dict], series_key: str, series: tuple[str
         if pts:
             ax_t.plot([r["L"] for r in pts], [r["seconds"] * 1e3 for r in pts], marker="o", label=name)
             ax_m.plot([r["L"] for r in pts], [r["peak_mib"] for r in pts], marker="o", label=name)
-    for ax, label in ((ax_t, "latency (ms)"), (ax_m, memory_label)):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length L (tokens)")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _log_log_axes(((ax_t, "latency (ms)"), (ax_m, memory_label)), "sequence length L (tokens)", "small")
+    _save(fig, title, path)
 
 
 def plot_grouped_bars(groups: dict[str, dict[str, float]], ylabel: str, title: str, path: Path) -> None:
@@ -85,15 +76,28 @@ def plot_load(points: list[dict], baselines: dict[str, dict], title: str, path: 
                      label=f"{model} in process, 1 at a time")
         ax_l.axhline(baselines[model]["p50_ms"], color=colour, linestyle="--", linewidth=1,
                      label=f"{model} in process p50")
+    _log_log_axes(((ax_r, "requests / s"), (ax_l, "latency (ms)")), "concurrent clients", "x-small")
     counts = sorted({p["clients"] for p in points})
-    for ax, label in ((ax_r, "requests / s"), (ax_l, "latency (ms)")):
+    for ax in (ax_r, ax_l):
+        ax.set_xticks(counts, [str(c) for c in counts])
+    _save(fig, title, path)
+
+
+def _log_log_axes(axes: tuple, xlabel: str, legend_size: str) -> None:
+    """Log-2 x, log y, labels, grid and legend on each (axis, y label)."""
+    for ax, label in axes:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xticks(counts, [str(c) for c in counts])
-        ax.set_xlabel("concurrent clients")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize=legend_size)
+
+
+def _save(fig, title: str, path: Path) -> None:
+    """Title, tight layout, a PNG at `path`, and the figure closed."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
