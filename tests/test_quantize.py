@@ -158,6 +158,41 @@ def test_refusals_exit_2_and_write_nothing(files, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npz", "wrong.npz"]     # nothing written
 
 
+def test_pow2_scales_round_activation_scales_up_and_keep_accuracy(files, digits, tmp_path):
+    """--pow2-scales: each activation scale becomes the smallest power of two at or above the calibrated one (the
+    weights' scales unchanged), so far fewer distinct values, and the accuracy stays within a point of fp32."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    fp32 = files["recurrent"].with_name("recurrent.onnx")
+    result = cli("quantize", fp32, "--calibration", files["calibration"], "-o", tmp_path / "p2.onnx", "--pow2-scales")
+    assert result.returncode == 0, result.stderr
+
+    def scales(path):
+        model = onnx.load(path)
+        constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+        return {(node.name, node.input[0] in constants): constants[node.input[1]] for node in model.graph.node
+                if node.op_type in ("QuantizeLinear", "DequantizeLinear")}
+
+    exact, rounded = scales(files["recurrent"]), scales(tmp_path / "p2.onnx")
+    assert exact.keys() == rounded.keys()
+    activations = [key for key, is_weight in exact if not is_weight]
+    for key in exact:
+        if key[1]:
+            np.testing.assert_array_equal(rounded[key], exact[key])
+        else:
+            assert np.log2(rounded[key]) == np.round(np.log2(rounded[key]))
+            assert exact[key] <= rounded[key] < 2 * exact[key]
+    distinct = len({float(rounded[(name, False)]) for name in activations})
+    assert distinct < len({float(exact[(name, False)]) for name in activations})
+    assert f"activation scales rounded up to {distinct} powers of two" in result.stdout
+    images, labels = digits
+    session = ort.InferenceSession(str(tmp_path / "p2.onnx"), providers=["CPUExecutionProvider"])
+    float_session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    accuracy = [(s.run(None, {"images": images})[0].argmax(-1) == labels).mean() for s in (session, float_session)]
+    assert abs(accuracy[0] - accuracy[1]) <= 0.01
+
+
 def test_excluded_block_stays_float(files, tmp_path):
     result = cli("quantize", files["recurrent"].with_name("recurrent.onnx"), "--calibration", files["calibration"],
                  "-o", tmp_path / "x.onnx", "--exclude-blocks", "1", "--method", "percentile")
