@@ -178,8 +178,8 @@ quantize_options = _grouped("choices", _quantize_options, [
     click.option("--exclude-blocks", type=CommaList(Count(min=0)), default=(), metavar="N,N",
                  help="Blocks kept in float, for accuracy."),
     click.option("--pow2-scales", is_flag=True,
-                 help="Round activation scales up to powers of two: TensorRT-RTX INT8 engines get smaller (layers "
-                      "share compiled code), at up to one bit of activation resolution."),
+                 help="Round activation scales up to powers of two: TensorRT-RTX INT8 engines get smaller (identical "
+                      "blocks share compiled code), at up to one bit of activation resolution."),
 ])
 
 __all__ = ["checkpoint_options", "read_checkpoint", "ParityOptions", "parity_options", "kernel_options",

@@ -1,13 +1,13 @@
 """Activation scales rounded up to powers of two, for smaller TensorRT-RTX engines (`quantize --pow2-scales`).
 
-A TensorRT-RTX INT8 engine grows with the number of distinct activation scales, not with the number of INT8
-layers. Measured at vit-tiny width (dim 192, 12 blocks, 50 linear layers; sm_89): the INT8 engine is 14.4 MiB
-against 12.9 MiB fp16; the same file with every activation scale set to one value builds to 11.4 MiB, with its
-scales rounded up to powers of two (51 distinct scales -> 5) to 11.4 MiB, without activation pairs at all to
-11.3 MiB. Making the per-channel weight scales equal changed nothing, nor did the builder optimization level,
-the profiling verbosity or the number of targets. This is what TensorRT-RTX would do if it compiled each layer
-with its activation scale as a constant of the generated code, layers of one shape sharing code only when their
-scales are equal (about 0.06 MiB a layer here); what the engine holds cannot be listed without a GPU.
+TensorRT-RTX compiles identical transformer blocks once, and a block's activation scales are part of what makes
+it identical (its weights and per-channel weight scales are not): with calibrated scales every block differs, and
+the engine carries about 0.27 MiB more for each, at every width measured (16 to 768). That is inferred from
+engine sizes (what an engine holds cannot be listed without a GPU). Measured at vit-tiny width (dim 192, 12 blocks;
+sm_89): the INT8 engine is 14.4 MiB against 12.9 MiB fp16; the same file with every block given block 0's
+activation scales (7 distinct values, one per role) builds to 11.3 MiB, and 0.28 MiB more when the last block's
+differ again; with its scales rounded up to powers of two (51 distinct values -> 5), to 11.4 MiB. Rounding makes
+blocks identical wherever each role's rounded scale is the same in every block.
 
 Rounding up keeps the calibrated range inside the int8 grid (nothing newly clips) and at most doubles the step,
 so an activation loses up to one bit of resolution, half a bit on average; on the bundled digits model the INT8
