@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-INT8 = "int8"              # the dtype a build record gives an engine built from a QDQ file (graph_file.LionGraph)
+INT8 = "int8"              # the dtype of a QDQ file (engine/graph_file.py), and so of its build record
 
 
 class BuildRecordError(ValueError):
