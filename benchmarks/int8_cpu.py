@@ -50,10 +50,10 @@ def build_model(width: str):
                         **WIDTHS[width]).eval()
 
 
-def quantize_on_noise(fp32: Path, int8: Path, pow2_scales: bool = False) -> Path:
+def quantize_on_noise(fp32: Path, int8: Path, shared_block_scales: bool = False) -> Path:
     """`fp32` quantized to `int8`, calibrated on two batches of standard-normal images: a benchmark's stand-in for
     real data (speed does not depend on the scales, nor engine size beyond how many distinct ones there are; the
-    command refuses to do this). pow2_scales: `quantize --pow2-scales`."""
+    command refuses to do this). shared_block_scales: `quantize --shared-block-scales`."""
     import numpy as np
 
     from lion_export.quantize import QuantizeOptions, quantize_onnx
@@ -65,7 +65,7 @@ def quantize_on_noise(fp32: Path, int8: Path, pow2_scales: bool = False) -> Path
         return [{"images": rng.standard_normal((4, *IMAGE[1:])).astype(np.float32)} for _ in range(2)]
 
     quantize_onnx(fp32, int8, lambda specs: feeds_from_callable(images, specs),
-                  QuantizeOptions(pow2_scales=pow2_scales))
+                  QuantizeOptions(shared_block_scales=shared_block_scales))
     return int8
 
 

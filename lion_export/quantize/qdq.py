@@ -38,12 +38,12 @@ FLOAT_OUTPUTS = {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
 @dataclass(frozen=True)
 class QuantizeOptions:
     """The user's choices: calibration method, op types to quantize, blocks left in float, and activation scales
-    rounded up to powers of two for smaller TensorRT engines (pow2_scales.py)."""
+    shared by every block for smaller TensorRT engines (block_scales.py)."""
 
     method: str = "minmax"
     op_types: tuple[str, ...] = LINEAR_OP_TYPES
     exclude_blocks: tuple[int, ...] = ()
-    pow2_scales: bool = False
+    shared_block_scales: bool = False
 
     def check(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -53,19 +53,19 @@ class QuantizeOptions:
 @dataclass(frozen=True)
 class QuantizeResult:
     """What was written: the file, the layers quantized, the QuantizeLinear count, the calibration used, and with
-    --pow2-scales the distinct activation scales left."""
+    --shared-block-scales the number of roles whose scale the blocks share."""
 
     path: Path
     layers: int
     quantize_nodes: int
     calibration: str
-    pow2_scales: int | None = None
+    shared_roles: int | None = None
 
     def describe(self) -> str:
-        rounded = ("" if self.pow2_scales is None else
-                   f"; activation scales rounded up to {self.pow2_scales} powers of two")
+        shared = ("" if self.shared_roles is None else
+                  f"; {self.shared_roles} activation scales shared by every block")
         return (f"wrote {self.path} (INT8 QDQ, opset {QUANTIZED_OPSET}: {self.layers} linear layers, "
-                f"{self.quantize_nodes} QuantizeLinear; calibrated on {self.calibration}{rounded})")
+                f"{self.quantize_nodes} QuantizeLinear; calibrated on {self.calibration}{shared})")
 
 
 def to_quantizable_opset(model):
@@ -140,8 +140,8 @@ def quantize_onnx(source: str | Path, output: str | Path,
                         calibrate_method=method, extra_options={**TENSORRT_RULES, **FLOAT_OUTPUTS})
         if progress is not None:
             progress("writing")
-        quantize_nodes, pow2_scales = _restore(tmp, model, nodes, options.pow2_scales)
-    return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe(), pow2_scales)
+        quantize_nodes, shared_roles = _restore(tmp, model, nodes, options.shared_block_scales)
+    return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe(), shared_roles)
 
 
 def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path | None,
@@ -159,23 +159,23 @@ def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path
     return quantize_onnx(source, output, partial(feeds_from_npz, calibration), options, progress)
 
 
-def _restore(path: Path, source, nodes: list[str], pow2_scales: bool) -> tuple[int, int | None]:
-    """Place the activation pairs for onnxruntime's fusions (placement.py), round their scales when asked
-    (pow2_scales.py) and put back what the quantizer may drop (local functions, custom opset imports, metadata);
-    returns the QuantizeLinear count and the distinct rounded activation scales (None: not rounded)."""
+def _restore(path: Path, source, nodes: list[str], shared_block_scales: bool) -> tuple[int, int | None]:
+    """Place the activation pairs for onnxruntime's fusions (placement.py), share their scales between blocks when
+    asked (block_scales.py) and put back what the quantizer may drop (local functions, custom opset imports, metadata);
+    returns the QuantizeLinear count and the number of roles shared (None: not asked)."""
     import onnx
 
     from .placement import place_activation_pairs
-    from .pow2_scales import round_activation_scales
+    from .block_scales import share_block_scales
 
     quantized = onnx.load(str(path))
     place_activation_pairs(quantized, nodes)
-    distinct = round_activation_scales(quantized) if pow2_scales else None
+    shared = share_block_scales(quantized) if shared_block_scales else None
     _carry_custom_parts(quantized, source)
     present = {prop.key for prop in quantized.metadata_props}
     quantized.metadata_props.extend(prop for prop in source.metadata_props if prop.key not in present)
     onnx.save(quantized, str(path))
-    return sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node), distinct
+    return sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node), shared
 
 
 __all__ = ["CALIBRATION_METHODS", "QUANTIZED_OPSET", "QuantizeOptions", "QuantizeResult", "quantize_npz",
