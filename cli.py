@@ -324,9 +324,10 @@ def inspect_command(file: Path, as_json: bool, debug: bool) -> None:
     with errors(debug, "inspect"):
         if artefact_kind(file) == "engine":
             from lion_export.engine.header import read_engine_header
-            from lion_export.engine.build_report import print_engine_summary, read_build_report
+            from lion_export.build_record import read_build_record
+            from lion_export.engine.build_report import print_engine_summary
 
-            header, build = read_engine_header(file), read_build_report(file)
+            header, build = read_engine_header(file), read_build_record(file)
             data, show = {"header": header.to_dict(), "build_report": build}, partial(print_engine_summary, header,
                                                                                      build)
         else:

@@ -50,12 +50,13 @@ def build_model(width: str):
                         **WIDTHS[width]).eval()
 
 
-def quantize_on_noise(fp32: Path, int8: Path) -> Path:
+def quantize_on_noise(fp32: Path, int8: Path, shared_block_scales: bool = False) -> Path:
     """`fp32` quantized to `int8`, calibrated on two batches of standard-normal images: a benchmark's stand-in for
-    real data (speed and engine size do not depend on the scales; the command refuses to do this)."""
+    real data (speed does not depend on the scales, nor engine size beyond how many distinct ones there are; the
+    command refuses to do this). shared_block_scales: `quantize --shared-block-scales`."""
     import numpy as np
 
-    from lion_export.quantize import quantize_onnx
+    from lion_export.quantize import QuantizeOptions, quantize_onnx
     from lion_export.quantize.calibration import feeds_from_callable
 
     rng = np.random.default_rng(0)
@@ -63,7 +64,8 @@ def quantize_on_noise(fp32: Path, int8: Path) -> Path:
     def images():
         return [{"images": rng.standard_normal((4, *IMAGE[1:])).astype(np.float32)} for _ in range(2)]
 
-    quantize_onnx(fp32, int8, lambda specs: feeds_from_callable(images, specs))
+    quantize_onnx(fp32, int8, lambda specs: feeds_from_callable(images, specs),
+                  QuantizeOptions(shared_block_scales=shared_block_scales))
     return int8
 
 

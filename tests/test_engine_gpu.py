@@ -66,3 +66,23 @@ def test_engine_matches_eager_pytorch(tmp_path, mask, mode, dtype):
         bound = tolerance_for(dtype)
         np.testing.assert_allclose(got["logits"].astype(np.float64), want["logits"], atol=bound.atol,
                                    rtol=bound.rtol, err_msg=f"{mask} {mode} {dtype} B={batch} L={length}")
+
+
+def test_int8_engine_passes_against_its_fake_quantized_reference(tmp_path):
+    """An INT8 engine, verified as its build record says: against the model fake-quantized with its source file's
+    scales, with the INT8 bound (tests/test_engine_build.py checks that choice where no engine can run)."""
+    from functools import partial
+
+    from lion_export.engine.build import BuildOptions, build_engine
+    from lion_export.quantize import quantize_onnx
+    from lion_export.quantize.calibration import feeds_from_callable
+    from lion_export.verify import verify_onnx
+
+    rng = np.random.default_rng(0)
+    images = [{"images": rng.standard_normal((4, 3, 32, 32), np.float32)} for _ in range(2)]
+    source = quantize_onnx(exported("vision", "selective", "chunked"), tmp_path / "vit.int8.onnx",
+                           partial(feeds_from_callable, lambda: images)).path
+    engine = tmp_path / "vit.int8.engine"
+    build_engine(source, engine, BuildOptions(arch=_arch()))
+    report = verify_onnx(model("vision", "selective"), engine, progress=False)
+    assert report.passed and any("the build record's source of this engine" in note for note in report.notes)

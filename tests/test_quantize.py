@@ -158,6 +158,39 @@ def test_refusals_exit_2_and_write_nothing(files, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npz", "wrong.npz"]     # nothing written
 
 
+def test_shared_block_scales_give_every_block_the_widest_scale_and_keep_accuracy(files, digits, tmp_path):
+    """--shared-block-scales: each block's activation pair of one role (same tensor name, block prefix aside) takes
+    the largest scale any block calibrated for it; pairs outside the blocks and the weights' scales keep theirs;
+    the accuracy stays within a point of fp32."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    fp32 = files["recurrent"].with_name("recurrent.onnx")
+    result = cli("quantize", fp32, "--calibration", files["calibration"], "-o", tmp_path / "shared.onnx",
+                 "--shared-block-scales")
+    assert result.returncode == 0, result.stderr
+    assert "4 activation scales shared by every block" in result.stdout     # qkv, projection, fc1, fc2 inputs
+
+    def scales(path):
+        model = onnx.load(path)
+        return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
+                if init.name.endswith("_scale")}
+
+    exact, shared = scales(files["recurrent"]), scales(tmp_path / "shared.onnx")
+    assert exact.keys() == shared.keys()
+    roles = {name.removeprefix("blocks.0.") for name in exact if name.startswith("blocks.0.") and "weight" not in name}
+    assert len(roles) == 4
+    for role in roles:
+        widest = max(exact[f"blocks.{block}.{role}"] for block in (0, 1))
+        assert shared[f"blocks.0.{role}"] == shared[f"blocks.1.{role}"] == widest
+    for name in exact.keys() - {f"blocks.{block}.{role}" for block in (0, 1) for role in roles}:
+        np.testing.assert_array_equal(shared[name], exact[name], err_msg=name)
+    images, labels = digits
+    accuracy = [(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": images})[0]
+                 .argmax(-1) == labels).mean() for path in (tmp_path / "shared.onnx", fp32)]
+    assert abs(accuracy[0] - accuracy[1]) <= 0.01
+
+
 def test_excluded_block_stays_float(files, tmp_path):
     result = cli("quantize", files["recurrent"].with_name("recurrent.onnx"), "--calibration", files["calibration"],
                  "-o", tmp_path / "x.onnx", "--exclude-blocks", "1", "--method", "percentile")

@@ -177,6 +177,9 @@ quantize_options = _grouped("choices", _quantize_options, [
                  default="Conv,MatMul,Gemm", show_default=True, help="Linear layers to quantize, by op type."),
     click.option("--exclude-blocks", type=CommaList(Count(min=0)), default=(), metavar="N,N",
                  help="Blocks kept in float, for accuracy."),
+    click.option("--shared-block-scales", is_flag=True,
+                 help="One activation scale per role for every block (the widest block's): TensorRT-RTX INT8 engines "
+                      "get smaller (identical blocks share compiled code); narrower blocks get a coarser step."),
 ])
 
 __all__ = ["checkpoint_options", "read_checkpoint", "ParityOptions", "parity_options", "kernel_options",

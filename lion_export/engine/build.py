@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_output, write_bytes_atomically
+from ..build_record import build_record_path
+from ..checkpoints import checkpoint_sha256
 from ..output_targets import output_targets
 from ..scan_op import PLUGIN_ID, PLUGIN_VERSION
 from .backend import Backend, collecting_logger, load_backend, register_plugin
 from .graph_file import LionGraph, load_lion_graph
-from .header import build_report_path
 from .profiles import InputProfile, ProfileOptions, input_profiles
 from .build_progress import PhaseDisplay, SilentDisplay, progress_monitor
 from .build_report import BuildReport
@@ -131,7 +132,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: BuildO
     """
     options = options or BuildOptions()
     engine_path = Path(engine_path)
-    report_path = build_report_path(engine_path) if options.report_path is None else options.report_path
+    report_path = build_record_path(engine_path) if options.report_path is None else options.report_path
     if options.workspace_mib is not None and options.workspace_mib < 1:
         raise ValueError(f"--workspace must be a positive number of MiB, got {options.workspace_mib}")
     # every file the build writes is checked (its folders made) before a build is spent on it, and folders made
@@ -199,6 +200,7 @@ def _build(onnx_path: Path, engine_path: Path, report_path: Path, options: Build
         mode=graph.form, dtype=graph.dtype, plugin=plugin, scan_nodes=graph.scan_nodes,
         network_layers=network.num_layers, plugin_layers=plugin_layers, layers_by_type=dict(layers.most_common()),
         profiles={p.name: p.to_dict() for p in profiles}, arch=arch, engine_bytes=serialized.nbytes,
+        onnx_sha256=checkpoint_sha256(graph.path),
         parse_seconds=round(parse_seconds, 3), build_seconds=round(build_seconds, 3),
         workspace_bytes=None if options.workspace_mib is None else options.workspace_mib * 2**20,
         timing_cache=timing, notes=notes, warnings=warnings)

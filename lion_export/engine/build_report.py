@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_bytes_atomically
-from .header import EngineHeader, build_report_path
+from ..build_record import build_record_path
+from .header import EngineHeader
 from .rtx_targets import TARGETS
 
 
 @dataclass
 class BuildReport:
     """One build. `plugin` says how the recurrent form's scan was built: "lion::SelectiveScan v1", "inlined
-    function (--no-plugin)", or "none needed" for graphs without custom nodes."""
+    function (--no-plugin)", or "none needed" for graphs without custom nodes. `dtype` is "int8" for a QDQ source
+    file, which with `onnx` and `onnx_sha256` is how verify finds an INT8 engine's reference (build_record.py)."""
 
     backend: str
     version: str
@@ -32,6 +34,7 @@ class BuildReport:
     profiles: dict[str, dict]
     arch: list[str]
     engine_bytes: int = 0
+    onnx_sha256: str = ""                # ties the engine to its source: verify reads an INT8 engine's scales there
     parse_seconds: float = 0.0
     build_seconds: float = 0.0           # parsing + optimisation + serialisation
     workspace_bytes: int | None = None
@@ -73,15 +76,6 @@ def print_build_report(report: BuildReport, console) -> None:
         console.print(f"note: {escape(note)}")
 
 
-def read_build_report(engine_path: str | Path) -> dict | None:
-    """The build report beside an engine (MODEL.build.json), or None when there is none or it is unreadable."""
-    path = build_report_path(engine_path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def print_engine_summary(header: EngineHeader, build: dict | None, console) -> None:
     """`inspect model.engine`: the header, and the build report when one lies beside the engine."""
     from rich.markup import escape
@@ -97,7 +91,7 @@ def print_engine_summary(header: EngineHeader, build: dict | None, console) -> N
     else:
         console.print("targets: the GPU it was built on (standard TensorRT records no list)")
     if build is None:
-        console.print(f"build report: none beside it ({escape(build_report_path(header.path).name)})")
+        console.print(f"build report: none beside it ({escape(build_record_path(header.path).name)})")
         return
     console.print(escape(f"build report: {build.get('mode')} {build.get('dtype')} export {build.get('onnx')}, "
                          f"{build.get('network_layers')} layers, {build.get('plugin_layers')} plugin "
@@ -106,4 +100,4 @@ def print_engine_summary(header: EngineHeader, build: dict | None, console) -> N
         console.print(escape(line))
 
 
-__all__ = ["BuildReport", "profile_lines", "print_build_report", "read_build_report", "print_engine_summary"]
+__all__ = ["BuildReport", "profile_lines", "print_build_report", "print_engine_summary"]

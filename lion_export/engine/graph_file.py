@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build_record import INT8
 from ..scan_op import (DOMAIN, EPS, INPUTS, NORMALIZE, OP_TYPE, OUTPUTS, PLUGIN_NAMESPACE_ATTRIBUTE,
                        is_linear_attention, is_scan_op)
 
@@ -40,7 +41,7 @@ class LionGraph:
         """"int8" for a QDQ file (`lion-export quantize`: its Q/DQ nodes set the precision of the layers they
         wrap; the metadata keeps the dtype it was exported in), else the exported dtype."""
         if any(node.op_type == "QuantizeLinear" for node in self.model.graph.node):
-            return "int8"
+            return INT8
         return str(self.metadata.get("dtype", "fp32"))
 
     @property

@@ -71,10 +71,4 @@ def read_engine_header(path: str | Path) -> EngineHeader:
                         verified_layout=edition == "TensorRT-RTX")
 
 
-def build_report_path(engine_path: str | Path) -> Path:
-    """Where `build` writes its report by default and `inspect` looks for it: MODEL.engine -> MODEL.build.json."""
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.stem + ".build.json")
-
-
-__all__ = ["EngineFileError", "EngineHeader", "HEADER_BYTES", "EDITIONS", "read_engine_header", "build_report_path"]
+__all__ = ["EngineFileError", "EngineHeader", "HEADER_BYTES", "EDITIONS", "read_engine_header"]

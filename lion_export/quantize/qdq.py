@@ -37,11 +37,13 @@ FLOAT_OUTPUTS = {"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """The user's choices: calibration method, op types to quantize, blocks left in float."""
+    """The user's choices: calibration method, op types to quantize, blocks left in float, and activation scales
+    shared by every block for smaller TensorRT engines (block_scales.py)."""
 
     method: str = "minmax"
     op_types: tuple[str, ...] = LINEAR_OP_TYPES
     exclude_blocks: tuple[int, ...] = ()
+    shared_block_scales: bool = False
 
     def check(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -50,16 +52,20 @@ class QuantizeOptions:
 
 @dataclass(frozen=True)
 class QuantizeResult:
-    """What was written: the file, the layers quantized, the QuantizeLinear count, the calibration used."""
+    """What was written: the file, the layers quantized, the QuantizeLinear count, the calibration used, and with
+    --shared-block-scales the number of roles whose scale the blocks share."""
 
     path: Path
     layers: int
     quantize_nodes: int
     calibration: str
+    shared_roles: int | None = None
 
     def describe(self) -> str:
+        shared = ("" if self.shared_roles is None else
+                  f"; {self.shared_roles} activation scales shared by every block")
         return (f"wrote {self.path} (INT8 QDQ, opset {QUANTIZED_OPSET}: {self.layers} linear layers, "
-                f"{self.quantize_nodes} QuantizeLinear; calibrated on {self.calibration})")
+                f"{self.quantize_nodes} QuantizeLinear; calibrated on {self.calibration}{shared})")
 
 
 def to_quantizable_opset(model):
@@ -134,8 +140,8 @@ def quantize_onnx(source: str | Path, output: str | Path,
                         calibrate_method=method, extra_options={**TENSORRT_RULES, **FLOAT_OUTPUTS})
         if progress is not None:
             progress("writing")
-        quantize_nodes = _restore(tmp, model, nodes)
-    return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe())
+        quantize_nodes, shared_roles = _restore(tmp, model, nodes, options.shared_block_scales)
+    return QuantizeResult(output, len(nodes), quantize_nodes, calibration.describe(), shared_roles)
 
 
 def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path | None,
@@ -153,20 +159,23 @@ def quantize_npz(source: str | Path, output: str | Path, calibration: str | Path
     return quantize_onnx(source, output, partial(feeds_from_npz, calibration), options, progress)
 
 
-def _restore(path: Path, source, nodes: list[str]) -> int:
-    """Place the activation pairs for onnxruntime's fusions (placement.py) and put back what the quantizer may drop
-    (local functions, custom opset imports, metadata); returns the QuantizeLinear count."""
+def _restore(path: Path, source, nodes: list[str], shared_block_scales: bool) -> tuple[int, int | None]:
+    """Place the activation pairs for onnxruntime's fusions (placement.py), share their scales between blocks when
+    asked (block_scales.py) and put back what the quantizer may drop (local functions, custom opset imports, metadata);
+    returns the QuantizeLinear count and the number of roles shared (None: not asked)."""
     import onnx
 
     from .placement import place_activation_pairs
+    from .block_scales import share_block_scales
 
     quantized = onnx.load(str(path))
     place_activation_pairs(quantized, nodes)
+    shared = share_block_scales(quantized) if shared_block_scales else None
     _carry_custom_parts(quantized, source)
     present = {prop.key for prop in quantized.metadata_props}
     quantized.metadata_props.extend(prop for prop in source.metadata_props if prop.key not in present)
     onnx.save(quantized, str(path))
-    return sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
+    return sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node), shared
 
 
 __all__ = ["CALIBRATION_METHODS", "QUANTIZED_OPSET", "QuantizeOptions", "QuantizeResult", "quantize_npz",

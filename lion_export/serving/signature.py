@@ -60,22 +60,24 @@ def _onnx_signature(path: Path) -> ArtefactSignature:
 
 def _engine_graph(path: Path, report: dict) -> Path:
     """The .onnx file the engine was built from: as the report names it, else by that name beside the engine."""
-    named = Path(report.get("onnx", ""))
-    for candidate in (named, path.parent / named.name):
-        if candidate.name and candidate.is_file():
+    from ..build_record import source_candidates
+
+    named = report.get("onnx", "")
+    for candidate in source_candidates(path, report):
+        if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"{path}: its build report names the graph {named}, which is not there (nor beside the "
                             "engine); the graph gives the input and output names and dtypes")
 
 
 def _engine_signature(path: Path) -> ArtefactSignature:
-    from ..engine.build_report import read_build_report
-    from ..engine.header import build_report_path, read_engine_header
+    from ..build_record import build_record_path, read_build_record
+    from ..engine.header import read_engine_header
 
     header = read_engine_header(path)
-    report = read_build_report(path)
+    report = read_build_record(path)
     if report is None:
-        raise ValueError(f"{path}: no build report beside it ({build_report_path(path).name}, written by "
+        raise ValueError(f"{path}: no build report beside it ({build_record_path(path).name}, written by "
                          "`lion-export build`), so its inputs' ranges and whether it needs the Python plugin are "
                          "unknown; rebuild it with lion-export build")
     graph = _onnx_signature(_engine_graph(path, report))

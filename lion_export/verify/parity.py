@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..artefacts import artefact_kind
+from ..build_record import int8_source
 from ..dtypes import torch_dtype
 from ..forms import FORMS
 from ..graph_summary import FORM_KEY, load_onnx_model, metadata
@@ -300,7 +301,8 @@ class _Graph:
     output_names: list[str] | None
     meta: dict
     dtype: str | None
-    qdq: bool = False           # an INT8 QDQ file (QuantizeLinear / DequantizeLinear nodes)
+    qdq: bool = False           # an INT8 QDQ file (QuantizeLinear / DequantizeLinear nodes), or its engine
+    plan_source: Path | None = None     # where the Q/DQ scales are read: the file, or the engine's source file
 
 
 def _read_file(path: str | Path) -> _Graph:
@@ -310,11 +312,14 @@ def _read_file(path: str | Path) -> _Graph:
     if kind != "onnx":          # an engine or a served model: the model's signature gives the inputs
         if kind == "engine" and not Path(path).is_file():
             raise ValueError(f"engine file {str(path)!r} does not exist")
-        return _Graph(Path(path), kind, None, None, {}, None)
+        # nothing in an engine says it is INT8: its build record does, and names the QDQ file with its scales
+        source = int8_source(path) if kind == "engine" else None
+        return _Graph(Path(path), kind, None, None, {}, None, qdq=source is not None, plan_source=source)
     proto = load_onnx_model(path)
     meta = metadata(proto)
+    qdq = is_qdq(proto)
     return _Graph(Path(path), kind, graph_input_specs(proto), [o.name for o in proto.graph.output], meta,
-                  _file_dtype(proto, meta), is_qdq(proto))
+                  _file_dtype(proto, meta), qdq, Path(path) if qdq else None)
 
 
 def _config_from_meta(meta: dict):
@@ -481,11 +486,12 @@ def verify_onnx(model: torch.nn.Module, onnx_path: str | Path, *, seq_lens: list
     expected = TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype, prepare=_to_parallel)
     float_model = None
     if graph.qdq:
-        plan = read_plan(load_onnx_model(onnx_path), model)
+        plan = read_plan(load_onnx_model(graph.plan_source), model)
         float_model = expected
         expected = TorchRunner(model, input_names, graph.output_names, compute_dtype=ref_dtype,
                                prepare=partial(_parallel_fake_quantized, plan))
-        notes.append(f"INT8 QDQ file: the reference is the model fake-quantized as the file says ({len(plan)} "
+        built = "" if graph.kind == "onnx" else f" {graph.plan_source.name}, the build record's source of this engine"
+        notes.append(f"INT8 QDQ file{built}: the reference is the model fake-quantized as the file says ({len(plan)} "
                      f"linear layers: weights, inputs and outputs rounded with the file's scales); the bound adds "
                      f"half the mean quantization error, judged on the {error_stat} of |err| / bound")
     report = VerificationReport(
