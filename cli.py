@@ -71,8 +71,8 @@ def main() -> None:
 @DEBUG
 def export_command(checkpoint: Path, mode: str, scan_op: str, chunk_size: int, output: Path | None, dtype: str,
                    calibration: Path | None, opset: int | None, batch: int, seq_len: int | None, static: bool,
-                   no_verify: bool, report_path: Path | None, engine_path: str | None, parity: ParityOptions, reading: Any,
-                   quiet: bool, debug: bool) -> None:
+                   no_verify: bool, report_path: Path | None, engine_path: str | None, parity: ParityOptions,
+                   reading: Any, quiet: bool, debug: bool) -> None:
     """Export CHECKPOINT to ONNX, then verify it against eager PyTorch (exit 1 if parity fails).
 
     \b
