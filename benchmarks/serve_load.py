@@ -12,9 +12,11 @@ queued while the model was busy), one instance; `TritonServer` starts the real t
 wheel on 127.0.0.1. onnxruntime runs on --threads threads (default 1) in the server and in process alike: its
 default, a spinning thread per core, fights the server's and the clients' threads for the same 2 cores (measured
 here in process alone: the digits file at batch 16 took 1.1 ms per image on 2 threads, 0.31 ms on 1).
-Clients (load_clients.py): 1, 4 and 16 threads, each with its own tritonclient HTTP connection, sending one image
-per request, back to back, for --duration seconds after --warmup seconds unmeasured; every response is checked
-against the in-process output of the same image (rtol = atol = 1e-4).
+Clients (load_clients.py, --client): 1, 4 and 16 clients sending one image per request, back to back, for
+--duration seconds after --warmup seconds unmeasured: `threads` (the default), a thread each with its own
+tritonclient HTTP connection; `async-grpc` / `async-http`, one asyncio tritonclient (grpc.aio / http.aio, binary
+tensors) in one event loop keeping that many requests in flight, as perf_analyzer's concurrency does, at less CPU
+per request. Every response is checked against the in-process output of the same image (rtol = atol = 1e-4).
 In process: `lion_export.load` on the same file with the same settings as model.py, one image at a time for
 --duration seconds (p50 / p99 latency, requests/s), then batches of the largest client count (images/s: what
 batching can gain without a server).
@@ -33,19 +35,20 @@ in model.py's `execute`; the CPU seconds the client threads, the loaded server a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-from load_clients import Call, Connect, ErrorResponse, run_load
+from load_clients import AsyncOpen, Call, Connect, ErrorResponse, LoadResult, run_load, run_load_async
 from plotting import plot_load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +59,9 @@ MODELS = ("digits", "vit_tiny")
 ROUNDS = 5                           # turns of the one-client head-to-head
 CASES = 16                           # distinct images per model, sent round-robin
 BATCHING = ("off", "on")
+CLIENTS = ("threads", "async-grpc", "async-http")
+GRPC_NO_RESPONSE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED"}
+TIMEOUT_S = 30.0
 GOAL_REQUESTS, GOAL_SPEEDUP, GOAL_LATENCY_RATIO = 10_000, 2.0, 1.5
 MODES = {"full": {"clients": (1, 4, 16), "duration": 20.0, "warmup": 2.0},
          "quick": {"clients": (1, 4), "duration": 2.0, "warmup": 0.5}}
@@ -96,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-queue-delay-us", type=int, default=0)
     parser.add_argument("--instances", type=int, default=1, help="model instances (default 1)")
+    parser.add_argument("--client", default="threads", choices=CLIENTS,
+                        help="the load generator (default threads: see the docstring)")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime threads, served and in process alike (default 1: see the docstring)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -196,7 +204,7 @@ def head_to_head(session, servers: dict, model: ServedModel, args: argparse.Name
     for _ in range(ROUNDS):
         latencies["in_process"] += one_at_a_time(session, images, turn)
         for batching, server in servers.items():
-            result = run_load(http_connect(server.http_url, model, 30.0), model.cases, 1, turn)
+            result = send_load(server, model, 1, turn, args.client)
             if result.right != result.sent:
                 raise RuntimeError(f"{model.name}: {result.sent - result.right} of {result.sent} requests went wrong "
                                    f"in the head-to-head run: {list(result.messages)}")
@@ -226,6 +234,71 @@ def http_connect(url: str, model: ServedModel, timeout_s: float) -> Connect:
             return result.as_numpy(model.output_name)
         return call
     return connect
+
+
+def grpc_open(url: str, model: ServedModel, timeout_s: float) -> AsyncOpen:
+    """An AsyncOpen for load_clients: one tritonclient grpc.aio client (one channel) for every request in flight.
+    gRPC statuses that mean nothing came back (unavailable, deadline exceeded, cancelled) are lost requests."""
+    import tritonclient.grpc.aio as grpc
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    @asynccontextmanager
+    async def open_client():
+        client = grpc.InferenceServerClient(url)
+        wanted = [grpc.InferRequestedOutput(model.output_name)]
+
+        async def call(image: np.ndarray) -> np.ndarray:
+            request = grpc.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
+            request.set_data_from_numpy(image)
+            try:
+                result = await client.infer(model.name, [request], outputs=wanted, client_timeout=timeout_s)
+            except InferenceServerException as error:
+                if error.status() is None or error.status() in GRPC_NO_RESPONSE:
+                    raise ConnectionError(f"{error.status()}: {error.message()}") from None
+                raise ErrorResponse(f"gRPC {error.status()}: {error.message()}") from None
+            return result.as_numpy(model.output_name)
+        try:
+            yield call
+        finally:
+            await client.close()
+    return open_client
+
+
+def http_aio_open(url: str, model: ServedModel, timeout_s: float, clients: int) -> AsyncOpen:
+    """An AsyncOpen for load_clients: one tritonclient http.aio client, its pool sized for `clients` keep-alive
+    connections in flight at once."""
+    import tritonclient.http.aio as http
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+    @asynccontextmanager
+    async def open_client():
+        client = http.InferenceServerClient(url, conn_limit=clients, conn_timeout=timeout_s)
+        wanted = [http.InferRequestedOutput(model.output_name, binary_data=True)]
+
+        async def call(image: np.ndarray) -> np.ndarray:
+            request = http.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
+            request.set_data_from_numpy(image, binary_data=True)
+            try:
+                result = await asyncio.wait_for(client.infer(model.name, [request], outputs=wanted), timeout_s)
+            except InferenceServerException as error:
+                if error.status() is None:
+                    raise ConnectionError(error.message()) from None
+                raise ErrorResponse(f"HTTP {error.status()}: {error.message()}") from None
+            return result.as_numpy(model.output_name)
+        try:
+            yield call
+        finally:
+            await client.close()
+    return open_client
+
+
+def send_load(server, model: ServedModel, clients: int, seconds: float, client: str) -> LoadResult:
+    """`clients` clients of the --client kind against `server` for `seconds` (load_clients.py counts the fates)."""
+    if client == "threads":
+        return run_load(http_connect(server.http_url, model, TIMEOUT_S), model.cases, clients, seconds)
+    opener = (grpc_open(server.grpc_url, model, TIMEOUT_S) if client == "async-grpc"
+              else http_aio_open(server.http_url, model, TIMEOUT_S, clients))
+    return run_load_async(opener, model.cases, clients, seconds)
 
 
 def model_statistics(url: str, model: str) -> dict[str, float]:
@@ -289,13 +362,12 @@ def start_server(batching: str, exported: list[tuple[str, Path, str]], args: arg
 def load_point(servers: dict, batching: str, model: ServedModel, clients: int, args: argparse.Namespace) -> dict:
     """One point: warm-up, then `clients` clients for --duration seconds against `servers[batching]`."""
     server = servers[batching]
-    connect = http_connect(server.http_url, model, timeout_s=30.0)
     if args.warmup:
-        run_load(connect, model.cases, clients, args.warmup)
+        send_load(server, model, clients, args.warmup, args.client)
     load = os.getloadavg()[0]
     cpu = {b: session_cpu_seconds(s.pid) for b, s in servers.items()}
     stats = model_statistics(server.http_url, model.name)
-    result = run_load(connect, model.cases, clients, args.duration)
+    result = send_load(server, model, clients, args.duration, args.client)
     spent = {b: round(session_cpu_seconds(s.pid) - cpu[b], 3) for b, s in servers.items()}
     return {"model": model.name, "batching": batching, **result.summary(),
             **server_side(stats, model_statistics(server.http_url, model.name)),
@@ -420,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
                                    for m in models},
                         "points": points, "goals": lines}
             args.out.mkdir(parents=True, exist_ok=True)
-            title = (f"python backend, {args.instances} instance(s), {args.form} form, "
+            title = (f"python backend, {args.instances} instance(s), {args.form} form, {args.client} clients, "
                      f"{args.duration:g} s per point")
             plot_load(points, baselines, title, args.out / f"{name}.png")
             write_bytes_atomically(args.out / f"{name}.json", json.dumps(document, indent=1).encode() + b"\n")

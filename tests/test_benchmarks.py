@@ -8,6 +8,8 @@ shapes; this test runs it as a user would, in a subprocess, and checks what it w
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -122,6 +124,43 @@ def test_load_generator_gives_every_request_one_fate(serve_load) -> None:
     assert any("wrong output" in m for m in summary["messages"])
 
 
+def test_async_load_generator_gives_every_request_one_fate(serve_load) -> None:
+    """The same fake server behind one asyncio client: each of 3 coroutines keeps one request in flight; the one that
+    sends image 0 as its fifth request never hears back and is cancelled after the grace: that request is lost."""
+    _, load_clients = serve_load
+    cases = [(np.full((1, 2), i, np.float32), np.full((1, 2), 2 * i, np.float32)) for i in range(4)]
+    calls = []
+
+    @contextlib.asynccontextmanager
+    async def open_client():
+        async def call(image):
+            case = int(image[0, 0])
+            calls.append(case)
+            number = len(calls)
+            await asyncio.sleep(0)               # a real round trip yields to the other requests in flight
+            if number == 5:
+                await asyncio.Event().wait()     # this request outlives the run and its grace
+            if case == 1:
+                raise load_clients.ErrorResponse("bad input")
+            if case == 2:
+                raise ConnectionResetError("reset by peer")
+            return image * (2 if case == 0 else 3)
+        yield call
+
+    started = time.perf_counter()
+    result = load_clients.run_load_async(open_client, cases, 3, 0.3, grace_s=0.2)
+    assert time.perf_counter() - started < 2.0
+    assert result.clients == 3 and result.sent == len(calls) > 100
+    assert result.sent == result.right + result.wrong + result.failed + result.lost
+    hung = calls[4]
+    counts = {case: calls.count(case) for case in range(4)}
+    counts[hung] -= 1
+    assert (result.right, result.failed, result.wrong) == (counts[0], counts[1], counts[3])
+    assert result.lost == counts[2] + 1
+    assert len(result.latencies_ms) == result.right + result.wrong + result.failed
+    assert any(m.startswith("no response: ConnectionResetError") for m in result.messages)
+
+
 def test_server_statistics_are_per_request(serve_load) -> None:
     """Triton adds a batch's execute time to each of its requests: 3 batches of 4 requests, 10 ms each."""
     module, _ = serve_load
@@ -150,7 +189,8 @@ def test_goals_say_met_and_missed_with_their_figures(serve_load) -> None:
 @pytest.mark.parametrize("args, message", [(["--clients", "4,x"], "--clients must be comma-separated integers"),
                                             (["--clients", "0"], "--clients must be positive"),
                                             (["--image-size", "50"], "multiple of the patch size"),
-                                            (["--models", "bert"], "--models: unknown")])
+                                            (["--models", "bert"], "--models: unknown"),
+                                            (["--client", "udp"], "argument --client: invalid choice")])
 def test_serve_load_refuses_bad_options_in_one_line(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, str(SERVE_LOAD), *args], capture_output=True, text=True, check=False,
                           timeout=120)
