@@ -26,7 +26,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def digits():
     """Normalised digits as examples/digits.py feeds them: (images, labels)."""
-    datasets = pytest.importorskip("sklearn.datasets")
+    datasets = pytest.importorskip("sklearn.datasets", reason="needs scikit-learn (the [examples] extra)")
     data = datasets.load_digits()
     images = data.images.astype(np.float32)[:, None]
     return (images - images.mean()) / images.std(), data.target

@@ -44,7 +44,7 @@ def repo(models, tmp_path_factory):
     try:
         server_files()
     except ValueError as exc:
-        pytest.skip(str(exc))
+        pytest.skip(f"needs the tritonserver of the nvidia-pytriton wheel (the [serve] extra): {exc}")
     folder = tmp_path_factory.mktemp("serve")
     checkpoint = save_checkpoint(models["text"], folder / "text.pt")
     vision = exported("vision", "decay", "recurrent")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tritonclient.grpc.model_config_pb2")
+pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                    reason='needs tritonclient (pip install "lion-export[serve]")')
 
 from lion_export.runners.feeds import InputSpec  # noqa: E402
 from lion_export.serving.model_config import ServingOptions, config_text, model_config  # noqa: E402

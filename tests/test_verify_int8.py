@@ -55,7 +55,7 @@ def run_file(path: Path, images: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
+    datasets = pytest.importorskip("sklearn.datasets", reason="needs scikit-learn (the [examples] extra)")
     images = datasets.load_digits().images.astype(np.float32)[:, None]
     return (images - images.mean()) / images.std()
 
