@@ -213,24 +213,39 @@ def head_to_head(session, servers: dict, model: ServedModel, args: argparse.Name
             **{f"{k}_requests": len(v) for k, v in latencies.items()}}
 
 
+def infer_input(client_module, model: ServedModel, image: np.ndarray):
+    """The request's one input, built with `client_module` (tritonclient.http[.aio] or .grpc[.aio]); binary
+    tensor data, which the HTTP modules take as an option and gRPC always uses."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    request = client_module.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
+    options = {} if "grpc" in client_module.__name__ else {"binary_data": True}
+    request.set_data_from_numpy(image, **options)
+    return request
+
+
+def fate_of(error, protocol: str, no_response: tuple = ()) -> Exception:
+    """The exception load_clients counts for a tritonclient error: ConnectionError (lost) when nothing came back
+    (the client raised it itself, status None, or a status in `no_response`), ErrorResponse (failed) otherwise."""
+    if error.status() is None or error.status() in no_response:
+        return ConnectionError(f"{error.status() or protocol}: {error.message()}")
+    return ErrorResponse(f"{protocol} {error.status()}: {error.message()}")
+
+
 def http_connect(url: str, model: ServedModel, timeout_s: float) -> Connect:
     """A Connect for load_clients: one tritonclient HTTP client (one keep-alive connection) per call."""
     import tritonclient.http as http
-    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+    from tritonclient.utils import InferenceServerException
 
     def connect() -> Call:
         client = http.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s)
         wanted = [http.InferRequestedOutput(model.output_name, binary_data=True)]
 
         def call(image: np.ndarray) -> np.ndarray:
-            request = http.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
-            request.set_data_from_numpy(image, binary_data=True)
             try:
-                result = client.infer(model.name, [request], outputs=wanted)
+                result = client.infer(model.name, [infer_input(http, model, image)], outputs=wanted)
             except InferenceServerException as error:
-                if error.status() is None:          # raised by the client itself: nothing came back
-                    raise ConnectionError(error.message()) from None
-                raise ErrorResponse(f"HTTP {error.status()}: {error.message()}") from None
+                raise fate_of(error, "HTTP") from None
             return result.as_numpy(model.output_name)
         return call
     return connect
@@ -240,7 +255,7 @@ def grpc_open(url: str, model: ServedModel, timeout_s: float) -> AsyncOpen:
     """An AsyncOpen for load_clients: one tritonclient grpc.aio client (one channel) for every request in flight.
     gRPC statuses that mean nothing came back (unavailable, deadline exceeded, cancelled) are lost requests."""
     import tritonclient.grpc.aio as grpc
-    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+    from tritonclient.utils import InferenceServerException
 
     @asynccontextmanager
     async def open_client():
@@ -248,14 +263,11 @@ def grpc_open(url: str, model: ServedModel, timeout_s: float) -> AsyncOpen:
         wanted = [grpc.InferRequestedOutput(model.output_name)]
 
         async def call(image: np.ndarray) -> np.ndarray:
-            request = grpc.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
-            request.set_data_from_numpy(image)
             try:
-                result = await client.infer(model.name, [request], outputs=wanted, client_timeout=timeout_s)
+                result = await client.infer(model.name, [infer_input(grpc, model, image)], outputs=wanted,
+                                            client_timeout=timeout_s)
             except InferenceServerException as error:
-                if error.status() is None or error.status() in GRPC_NO_RESPONSE:
-                    raise ConnectionError(f"{error.status()}: {error.message()}") from None
-                raise ErrorResponse(f"gRPC {error.status()}: {error.message()}") from None
+                raise fate_of(error, "gRPC", GRPC_NO_RESPONSE) from None
             return result.as_numpy(model.output_name)
         try:
             yield call
@@ -268,7 +280,7 @@ def http_aio_open(url: str, model: ServedModel, timeout_s: float, clients: int) 
     """An AsyncOpen for load_clients: one tritonclient http.aio client, its pool sized for `clients` keep-alive
     connections in flight at once."""
     import tritonclient.http.aio as http
-    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+    from tritonclient.utils import InferenceServerException
 
     @asynccontextmanager
     async def open_client():
@@ -276,14 +288,11 @@ def http_aio_open(url: str, model: ServedModel, timeout_s: float, clients: int) 
         wanted = [http.InferRequestedOutput(model.output_name, binary_data=True)]
 
         async def call(image: np.ndarray) -> np.ndarray:
-            request = http.InferInput(model.input_name, list(image.shape), np_to_triton_dtype(image.dtype))
-            request.set_data_from_numpy(image, binary_data=True)
             try:
-                result = await asyncio.wait_for(client.infer(model.name, [request], outputs=wanted), timeout_s)
+                result = await asyncio.wait_for(
+                    client.infer(model.name, [infer_input(http, model, image)], outputs=wanted), timeout_s)
             except InferenceServerException as error:
-                if error.status() is None:
-                    raise ConnectionError(error.message()) from None
-                raise ErrorResponse(f"HTTP {error.status()}: {error.message()}") from None
+                raise fate_of(error, "HTTP") from None
             return result.as_numpy(model.output_name)
         try:
             yield call
